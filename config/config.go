@@ -1,0 +1,315 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Config is the whole configuration file.
+type Config struct {
+	Master    Master    `toml:"master"`
+	Slaves    []Slave   `toml:"slave"`
+	Replicate Replicate `toml:"replicate"`
+
+	// Path is the absolute path the configuration was read from.
+	Path string `toml:"-"`
+}
+
+// Master is the [master] section: the database whose changes are captured.
+type Master struct {
+	Name         string `toml:"name"`
+	DSN          Secret `toml:"dsn"`
+	PasswordFile string `toml:"password_file"`
+}
+
+// Slave is one [[slave]] section: a database the changes are applied to.
+type Slave struct {
+	Name         string `toml:"name"`
+	DSN          Secret `toml:"dsn"`
+	PasswordFile string `toml:"password_file"`
+	// TwoPhase applies each batch with PREPARE TRANSACTION / COMMIT PREPARED.
+	TwoPhase *bool `toml:"two_phase"`
+}
+
+// UsesTwoPhase reports whether the slave applies with two-phase commit (the default).
+func (s Slave) UsesTwoPhase() bool { return s.TwoPhase == nil || *s.TwoPhase }
+
+// Replicate is the [replicate] section: what is captured and how often the daemon polls.
+type Replicate struct {
+	Tables       []string `toml:"tables"`
+	Exclude      []string `toml:"exclude"`
+	PollInterval Duration `toml:"poll_interval"`
+	// PurgeInterval is how often log rows every slave has passed are deleted.
+	PurgeInterval Duration `toml:"purge_interval"`
+	// MaxBackoff caps the exponential back-off after an outage or an apply error.
+	MaxBackoff Duration `toml:"max_backoff"`
+}
+
+// Duration is a time.Duration written as a string in TOML ("5s", "250ms").
+type Duration struct{ time.Duration }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("invalid duration %q (write it as a string such as \"5s\")", string(b))
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// Secret is a string that is never printed: its String and MarshalText mask
+// any password it holds. Use Reveal to get the value.
+type Secret string
+
+// Reveal returns the secret value.
+func (s Secret) Reveal() string { return string(s) }
+
+// String returns the value with passwords masked.
+func (s Secret) String() string { return MaskDSN(string(s)) }
+
+// MarshalText implements encoding.TextMarshaler with the masked value.
+func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+var (
+	dsnPasswordKV  = regexp.MustCompile(`(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)
+	dsnPasswordURL = regexp.MustCompile(`(://[^:/@\s]+:)([^@\s]*)(@)`)
+)
+
+// MaskDSN returns dsn with any password replaced by "xxxxx", in both the
+// key=value and the URL forms.
+func MaskDSN(dsn string) string {
+	dsn = dsnPasswordKV.ReplaceAllString(dsn, "${1}xxxxx")
+	return dsnPasswordURL.ReplaceAllString(dsn, "${1}xxxxx${3}")
+}
+
+// DefaultPath returns the platform's default configuration file path.
+func DefaultPath() string {
+	if runtime.GOOS == "windows" {
+		pd := os.Getenv("ProgramData")
+		if pd == "" {
+			pd = `C:\ProgramData`
+		}
+		return filepath.Join(pd, "goreplica", "goreplica.toml")
+	}
+	return "/etc/goreplica/goreplica.toml"
+}
+
+// Resolve picks the configuration path: the flag, then $GOREPLICA_CONFIG,
+// then the platform default.
+func Resolve(flag string) string {
+	if flag != "" {
+		return flag
+	}
+	if env := os.Getenv("GOREPLICA_CONFIG"); env != "" {
+		return env
+	}
+	return DefaultPath()
+}
+
+// Defaults returns a configuration holding every default value.
+func Defaults() Config {
+	return Config{
+		Replicate: Replicate{
+			Tables:        []string{"public.*"},
+			PollInterval:  Duration{time.Second},
+			PurgeInterval: Duration{time.Minute},
+			MaxBackoff:    Duration{30 * time.Second},
+		},
+	}
+}
+
+// Load reads, decodes and validates the file at path.
+func Load(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("read config %s: %w (pass -c FILE or set GOREPLICA_CONFIG; sample.toml documents every key)", path, err)
+		}
+		return nil, fmt.Errorf("read config %s: %w", path, err)
+	}
+	cfg, err := Parse(string(b))
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	if abs, err := filepath.Abs(path); err == nil {
+		cfg.Path = abs
+	} else {
+		cfg.Path = path
+	}
+	return cfg, nil
+}
+
+// Parse decodes and validates a configuration held in a string.
+func Parse(text string) (*Config, error) {
+	cfg := Defaults()
+	md, err := toml.Decode(text, &cfg)
+	if err != nil {
+		return nil, err
+	}
+	var errs []error
+	for _, k := range md.Undecoded() {
+		errs = append(errs, fmt.Errorf("%s: unknown key", k.String()))
+	}
+	errs = append(errs, cfg.expand()...)
+	errs = append(errs, cfg.Validate()...)
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return &cfg, nil
+}
+
+var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
+
+// expandEnv replaces ${NAME} with the environment variable's value; an unset
+// variable is an error.
+func expandEnv(path, s string) (string, error) {
+	var missing []string
+	out := envRef.ReplaceAllStringFunc(s, func(m string) string {
+		name := envRef.FindStringSubmatch(m)[1]
+		v, ok := os.LookupEnv(name)
+		if !ok {
+			missing = append(missing, name)
+		}
+		return v
+	})
+	if len(missing) > 0 {
+		return "", fmt.Errorf("%s: environment variable %s is not set", path, strings.Join(missing, ", "))
+	}
+	return out, nil
+}
+
+// withPasswordFile appends the password read from file to a key=value DSN,
+// or sets it in a URL DSN.
+func withPasswordFile(path string, dsn Secret, file string) (Secret, error) {
+	if file == "" {
+		return dsn, nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return dsn, fmt.Errorf("%s: %w", path, err)
+	}
+	pw := strings.TrimRight(string(b), "\r\n")
+	d := string(dsn)
+	if strings.HasPrefix(d, "postgres://") || strings.HasPrefix(d, "postgresql://") {
+		sep := "?"
+		if strings.Contains(d, "?") {
+			sep = "&"
+		}
+		return Secret(d + sep + "password=" + urlQueryEscape(pw)), nil
+	}
+	return Secret(d + " password=" + quoteDSNValue(pw)), nil
+}
+
+func quoteDSNValue(v string) string {
+	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"
+}
+
+func urlQueryEscape(s string) string {
+	var b strings.Builder
+	for _, c := range []byte(s) {
+		if ('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z') || ('0' <= c && c <= '9') || strings.IndexByte("-._~", c) >= 0 {
+			b.WriteByte(c)
+		} else {
+			fmt.Fprintf(&b, "%%%02X", c)
+		}
+	}
+	return b.String()
+}
+
+func (c *Config) expand() []error {
+	var errs []error
+	exp := func(path string, dsn *Secret, file string) {
+		v, err := expandEnv(path+".dsn", string(*dsn))
+		if err != nil {
+			errs = append(errs, err)
+			return
+		}
+		s, err := withPasswordFile(path+".password_file", Secret(v), file)
+		if err != nil {
+			errs = append(errs, err)
+			return
+		}
+		*dsn = s
+	}
+	exp("master", &c.Master.DSN, c.Master.PasswordFile)
+	for i := range c.Slaves {
+		exp(fmt.Sprintf("slave[%d]", i), &c.Slaves[i].DSN, c.Slaves[i].PasswordFile)
+	}
+	return errs
+}
+
+// nodeName is what a node name may hold: it becomes part of two-phase
+// commit GIDs and of log rows, so it is kept short and plain.
+var nodeName = regexp.MustCompile(`^[a-z0-9_][a-z0-9_-]{0,62}$`)
+
+// Validate returns every problem in the configuration, each prefixed with
+// its TOML path.
+func (c *Config) Validate() []error {
+	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	checkName := func(path, name string) {
+		switch {
+		case name == "":
+			add("%s.name: required", path)
+		case !nodeName.MatchString(name):
+			add("%s.name: %q must be 1-63 lowercase letters, digits, '_' or '-'", path, name)
+		}
+	}
+	checkName("master", c.Master.Name)
+	if c.Master.DSN == "" {
+		add("master.dsn: required")
+	}
+	if len(c.Slaves) == 0 {
+		add("slave: at least one [[slave]] section is required")
+	}
+	seen := map[string]int{c.Master.Name: -1}
+	for i, s := range c.Slaves {
+		p := fmt.Sprintf("slave[%d]", i)
+		checkName(p, s.Name)
+		if j, dup := seen[s.Name]; dup && s.Name != "" {
+			if j < 0 {
+				add("%s.name: %q is also the master's name", p, s.Name)
+			} else {
+				add("%s.name: %q is also the name of slave[%d]", p, s.Name, j)
+			}
+		}
+		seen[s.Name] = i
+		if s.DSN == "" {
+			add("%s.dsn: required", p)
+		}
+	}
+	if len(c.Replicate.Tables) == 0 {
+		add("replicate.tables: at least one pattern is required")
+	}
+	for i, p := range append(append([]string{}, c.Replicate.Tables...), c.Replicate.Exclude...) {
+		key := "replicate.tables"
+		idx := i
+		if i >= len(c.Replicate.Tables) {
+			key, idx = "replicate.exclude", i-len(c.Replicate.Tables)
+		}
+		if _, _, ok := strings.Cut(p, "."); !ok {
+			add("%s[%d]: %q must be schema.table (wildcard * allowed, e.g. \"public.*\")", key, idx, p)
+		}
+	}
+	positive := func(path string, d Duration) {
+		if d.Duration <= 0 {
+			add("%s: must be positive", path)
+		}
+	}
+	positive("replicate.poll_interval", c.Replicate.PollInterval)
+	positive("replicate.purge_interval", c.Replicate.PurgeInterval)
+	positive("replicate.max_backoff", c.Replicate.MaxBackoff)
+	return errs
+}

@@ -1,0 +1,13 @@
+module github.com/goreplica/goreplica
+
+go 1.26.8
+
+require (
+	github.com/BurntSushi/toml v1.6.0 // indirect
+	github.com/kardianos/service v1.3.0 // indirect
+	github.com/lib/pq v1.12.3 // indirect
+	github.com/wneessen/go-mail v0.8.1 // indirect
+	golang.org/x/crypto v0.54.0 // indirect
+	golang.org/x/sys v0.47.0 // indirect
+	golang.org/x/text v0.40.0 // indirect
+)

@@ -1,0 +1,1 @@
+-- goreplica: every SQL object it installs lives in schema replica.
