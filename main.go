@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/signal"
 	"sort"
-	"strings"
 	"syscall"
 )
 
@@ -34,13 +33,11 @@ type verb struct {
 	run     func(ctx context.Context, args []string, stdout, stderr io.Writer) error
 }
 
-var verbs map[string]verb
-
-func init() {
-	verbs = map[string]verb{
-		"version": {"print the version", runVersion},
-		"trigger": {"print the SQL goreplica installs (schema replica)", runTrigger},
-	}
+// verbs lists the command's verbs. Files that add a verb register it in
+// their own init function.
+var verbs = map[string]verb{
+	"version": {"print the version", runVersion},
+	"trigger": {"print the SQL goreplica installs (schema replica)", runTrigger},
 }
 
 func main() {
@@ -82,7 +79,7 @@ func printHelp(w io.Writer) {
 	for _, n := range names {
 		fmt.Fprintf(w, "  %-10s %s\n", n, verbs[n].summary)
 	}
-	fmt.Fprintln(w, "\nWithout -c the configuration is $GOREPLICA_CONFIG, then "+strings.ReplaceAll(defaultConfigHint(), "\\", "\\")+".")
+	fmt.Fprintln(w, "\nWithout -c the configuration is $GOREPLICA_CONFIG, then "+defaultConfigHint()+".")
 }
 
 func runVersion(_ context.Context, _ []string, stdout, _ io.Writer) error {
