@@ -247,6 +247,17 @@ DECLARE
 BEGIN
   SELECT format('%I.%I', n.nspname, c.relname) INTO STRICT qrel
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = rel;
+  SELECT array_agg(a.attname::text ORDER BY k.ord) INTO keys
+    FROM pg_index i
+    CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+    JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+   WHERE i.indrelid = rel AND i.indisprimary;
+  -- Recorded first: the ALTER TABLE below fires replica.on_ddl, which must
+  -- then find nothing drifted.
+  INSERT INTO replica.tables (relid, name, key_columns, columns)
+  VALUES (rel, qrel, coalesce(keys, '{}'), replica.column_signature(rel))
+  ON CONFLICT (relid) DO UPDATE
+    SET name = EXCLUDED.name, key_columns = EXCLUDED.key_columns, columns = EXCLUDED.columns, captured_at = now();
   EXECUTE replica.log_function_sql(rel);
   EXECUTE format('REVOKE ALL ON FUNCTION %s() FROM PUBLIC', fname);
   IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = rel AND tgname = 'replica_log') THEN
@@ -256,17 +267,9 @@ BEGIN
     EXECUTE format('CREATE TRIGGER replica_truncate AFTER TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION replica.truncate_log()', qrel);
   END IF;
   -- Fire also in sessions running with session_replication_role = replica.
-  EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER replica_log', qrel);
-  EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER replica_truncate', qrel);
-  SELECT array_agg(a.attname::text ORDER BY k.ord) INTO keys
-    FROM pg_index i
-    CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
-    JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-   WHERE i.indrelid = rel AND i.indisprimary;
-  INSERT INTO replica.tables (relid, name, key_columns, columns)
-  VALUES (rel, qrel, keys, replica.column_signature(rel))
-  ON CONFLICT (relid) DO UPDATE
-    SET name = EXCLUDED.name, key_columns = EXCLUDED.key_columns, columns = EXCLUDED.columns, captured_at = now();
+  IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = rel AND tgname IN ('replica_log', 'replica_truncate') AND tgenabled <> 'A') THEN
+    EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER replica_log, ENABLE ALWAYS TRIGGER replica_truncate', qrel);
+  END IF;
 END
 $$;
 REVOKE ALL ON FUNCTION replica.capture(regclass) FROM PUBLIC;

@@ -16,10 +16,12 @@ const Channel = "goreplica"
 
 // Listener LISTENs on the master and fans wake-ups out to subscribers.
 type Listener struct {
-	l    *pq.Listener
-	log  *slog.Logger
-	done chan struct{}
-	wg   sync.WaitGroup
+	l         *pq.Listener
+	log       *slog.Logger
+	done      chan struct{}
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
 
 	mu   sync.Mutex
 	subs []chan struct{}
@@ -135,7 +137,10 @@ func (n *Listener) Check(ctx context.Context, dsn string, timeout time.Duration)
 
 // Close stops listening.
 func (n *Listener) Close() error {
-	close(n.done)
-	n.wg.Wait()
-	return n.l.Close()
+	n.closeOnce.Do(func() {
+		close(n.done)
+		n.wg.Wait()
+		n.closeErr = n.l.Close()
+	})
+	return n.closeErr
 }

@@ -166,6 +166,9 @@ func (w *worker) commit(ctx context.Context, next position, snapTime time.Time) 
 		if _, err := w.conn.ExecContext(ctx, "COMMIT"); err != nil {
 			return w.slaveErr(fmt.Sprintf("commit batch %d", next.batch), err)
 		}
+		if err := w.hookAt("after-commit"); err != nil {
+			return err
+		}
 		// The position is on the slave: a lost ack is sent again at the next connect.
 		if err := w.ack(ctx, next, snapTime); err != nil {
 			return err

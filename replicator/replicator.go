@@ -75,6 +75,9 @@ type Replicator struct {
 	opts   Options
 	log    *slog.Logger
 	master *sql.DB
+
+	// hook is copied to every worker (tests only).
+	hook func(slave, step string) error
 }
 
 // New checks the options and prepares a Replicator. It does not connect.

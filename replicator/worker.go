@@ -90,6 +90,9 @@ func (r *Replicator) newWorker(s Node) (*worker, error) {
 	if r.opts.Waker != nil {
 		w.wake = r.opts.Waker.Subscribe()
 	}
+	if r.hook != nil {
+		w.hook = func(step string) error { return r.hook(s.Name, step) }
+	}
 	return w, nil
 }
 
