@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -88,6 +87,11 @@ type Server struct {
 	running bool
 	closed  bool
 	tail    *tailer
+
+	// watchdog stops the server and removes root if this process dies
+	// without Close; Close writes a line to watchdogIn to dismiss it.
+	watchdog   *exec.Cmd
+	watchdogIn *os.File
 }
 
 // Start creates a fresh cluster with initdb (trust authentication, superuser
@@ -135,6 +139,9 @@ func Start(ctx context.Context, opts Options) (_ *Server, err error) {
 		return nil, fmt.Errorf("start postgres in %s: %w", root, err)
 	}
 	if err := acct.canReach(root); err != nil {
+		return nil, fmt.Errorf("start postgres in %s: %w", root, err)
+	}
+	if err := s.startWatchdog(); err != nil {
 		return nil, fmt.Errorf("start postgres in %s: %w", root, err)
 	}
 	if err := s.initdb(ctx); err != nil {
@@ -307,7 +314,20 @@ func (s *Server) Close() error {
 	if err := os.RemoveAll(s.root); err != nil {
 		errs = append(errs, fmt.Errorf("close postgres: remove %s: %w", s.root, err))
 	}
+	s.stopWatchdog()
 	return errors.Join(errs...)
+}
+
+// stopWatchdog dismisses the watchdog and waits for it to exit.
+func (s *Server) stopWatchdog() {
+	if s.watchdog == nil {
+		return
+	}
+	// Errors are moot: a watchdog that is already gone has nothing to do.
+	_, _ = s.watchdogIn.Write([]byte("close\n"))
+	_ = s.watchdogIn.Close()
+	_ = s.watchdog.Wait()
+	s.watchdog = nil
 }
 
 // Command returns a command running the program name from BinDir (psql,
@@ -397,107 +417,6 @@ func (s *Server) initdb(ctx context.Context) error {
 	return nil
 }
 
-// settings are the postgresql.conf settings of the server: the defaults,
-// then Options.Settings, then the ones pgserver must control.
-func (s *Server) settings() map[string]string {
-	m := map[string]string{
-		"listen_addresses":          s.Host,
-		"max_connections":           "100",
-		"max_prepared_transactions": "0",
-		"logging_collector":         "off",
-	}
-	if !s.opts.Durable {
-		m["fsync"] = "off"
-		m["full_page_writes"] = "off"
-	}
-	for k, v := range s.opts.Settings {
-		m[strings.ToLower(k)] = v
-	}
-	m["port"] = strconv.Itoa(s.Port)
-	m["unix_socket_directories"] = socketDir(s.root)
-	return m
-}
-
-func (s *Server) writeConf() error {
-	path := filepath.Join(s.DataDir, confFileName)
-	if err := os.WriteFile(path, []byte(confText(s.settings())), 0o600); err != nil {
-		return fmt.Errorf("configure postgres in %s: %w", s.DataDir, err)
-	}
-	if err := s.acct.own(path); err != nil {
-		return fmt.Errorf("configure postgres in %s: %w", s.DataDir, err)
-	}
-	return nil
-}
-
-// confText renders settings as postgresql.conf lines, sorted by name.
-func confText(settings map[string]string) string {
-	keys := make([]string, 0, len(settings))
-	for k := range settings {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var b strings.Builder
-	b.WriteString("# Written by pgserver; rewritten at each start.\n")
-	for _, k := range keys {
-		fmt.Fprintf(&b, "%s = %s\n", k, confValue(settings[k]))
-	}
-	return b.String()
-}
-
-// confValue quotes a postgresql.conf value: single quotes, with quotes and
-// backslashes escaped.
-func confValue(v string) string {
-	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `''`).Replace(v) + "'"
-}
-
-// reservedSettings are chosen by pgserver for every server.
-var reservedSettings = map[string]bool{
-	"port":                    true,
-	"unix_socket_directories": true,
-}
-
-// checkSettings rejects settings that would break the server's
-// configuration file or that pgserver controls.
-func checkSettings(settings map[string]string) error {
-	var errs []error
-	for k, v := range settings {
-		switch {
-		case !validSettingName(k):
-			errs = append(errs, fmt.Errorf("setting %q: invalid name", k))
-		case reservedSettings[strings.ToLower(k)]:
-			errs = append(errs, fmt.Errorf("setting %q: chosen by pgserver, cannot be set", k))
-		case strings.ContainsAny(v, "\x00\r\n"):
-			errs = append(errs, fmt.Errorf("setting %q: value contains a line break or NUL", k))
-		}
-	}
-	if len(errs) > 0 {
-		// Sorted so that the message does not depend on map order.
-		sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
-		return fmt.Errorf("start postgres: %w", errors.Join(errs...))
-	}
-	return nil
-}
-
-// validSettingName accepts the names postgresql.conf accepts: letters,
-// digits, underscores, and dots for extension settings.
-func validSettingName(name string) bool {
-	if name == "" {
-		return false
-	}
-	for i, r := range name {
-		switch {
-		case r == '_' || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z'):
-		case (r >= '0' && r <= '9') || r == '.':
-			if i == 0 {
-				return false
-			}
-		default:
-			return false
-		}
-	}
-	return true
-}
-
 // dsnValue quotes a value of a key=value connection string when needed.
 func dsnValue(v string) string {
 	if v != "" && !strings.ContainsAny(v, " \t\n\r\v\f'\\") {
@@ -513,6 +432,10 @@ var errPortInUse = errors.New("port already in use")
 // start runs pg_ctl start and waits until the server accepts connections.
 // On failure no postmaster is left running.
 func (s *Server) start(ctx context.Context) error {
+	// Lock files of a postmaster that died unnoticed would stop this one.
+	if err := s.killLocked(); err != nil {
+		return err
+	}
 	logStart := fileSize(s.logFile)
 	s.startTail()
 	err := s.run(ctx, "pg_ctl", "start",
@@ -578,13 +501,17 @@ func (s *Server) pgctlStop(ctx context.Context, mode string) error {
 }
 
 // killLocked kills the postmaster named by postmaster.pid, if any, with its
-// backends, and waits until they are gone. It then removes postmaster.pid:
+// backends, and waits until they are gone. It then removes the lock files:
 // in a container whose init does not reap, the dead postmaster can stay a
 // zombie, which the next postmaster would take for a running one.
 func (s *Server) killLocked() error {
 	pid, err := postmasterPID(s.DataDir)
 	if err != nil || pid == 0 {
 		return err
+	}
+	// After a crash nobody noticed, the pid may now be another program's.
+	if !isPostmasterOf(pid, s.DataDir) {
+		return s.removeLockFiles(pid)
 	}
 	pids, err := killTree(pid)
 	if err != nil {
@@ -593,13 +520,18 @@ func (s *Server) killLocked() error {
 	if !waitGone(pids, killWait) {
 		return fmt.Errorf("kill postgres (pid %d) in %s: processes %v still running after %v", pid, s.DataDir, pids, killWait)
 	}
-	// The same holds for the lock file of the Unix socket.
+	return s.removeLockFiles(pid)
+}
+
+// removeLockFiles removes the lock files of the data directory and of the
+// Unix socket if they name pid, a postmaster known to be dead.
+func (s *Server) removeLockFiles(pid int) error {
 	for _, lock := range []string{
 		filepath.Join(s.DataDir, "postmaster.pid"),
 		filepath.Join(s.root, ".s.PGSQL."+strconv.Itoa(s.Port)+".lock"),
 	} {
 		if err := removeLockFile(lock, pid); err != nil {
-			return fmt.Errorf("kill postgres (pid %d) in %s: %w", pid, s.DataDir, err)
+			return fmt.Errorf("remove lock file of postgres (pid %d) in %s: %w", pid, s.DataDir, err)
 		}
 	}
 	return nil

@@ -5,9 +5,12 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -506,5 +509,107 @@ func TestBinariesAvailable(t *testing.T) {
 	// Options.BinDir wins over PGBIN.
 	if _, err := pgserver.BinariesAvailable(pgserver.Options{BinDir: empty}); err == nil {
 		t.Error("Options.BinDir did not win over PGBIN")
+	}
+}
+
+// TestWatchdog kills a process that started a server without closing it,
+// as "go test -timeout" or a Ctrl-C would: the server must go away with it.
+func TestWatchdog(t *testing.T) {
+	if os.Getenv("PGSERVER_TEST_ORPHAN") != "" {
+		orphanServer()
+		return
+	}
+	if runtime.GOOS == "windows" {
+		t.Skip("no watchdog on Windows")
+	}
+	t.Parallel()
+	pgtest.RequireBinaries(t, pgserver.Options{})
+	ctx := testContext(t)
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestWatchdog$")
+	cmd.Env = append(os.Environ(), "PGSERVER_TEST_ORPHAN=1")
+	out, _ := cmd.Output() // it kills itself
+	var port int
+	var root string
+	if _, err := fmt.Sscan(string(out), &port, &root); err != nil {
+		t.Fatalf("helper process printed %q: %v", out, err)
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	for {
+		_, statErr := os.Stat(root)
+		c, dialErr := net.DialTimeout("tcp", addr, time.Second)
+		if c != nil {
+			c.Close()
+		}
+		if errors.Is(statErr, os.ErrNotExist) && dialErr != nil {
+			return
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("server of a killed process still there: %s: %v; %s: %v", root, statErr, addr, dialErr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// orphanServer starts a server, prints its port and directory, and dies
+// without closing it.
+func orphanServer() {
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	s, err := pgserver.Start(ctx, pgserver.Options{})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	fmt.Println(s.Port, filepath.Dir(s.DataDir))
+	if p, err := os.FindProcess(os.Getpid()); err == nil {
+		p.Kill()
+	}
+	os.Exit(3)
+}
+
+// TestStalePID checks that a postmaster.pid left by a postmaster that died
+// unnoticed, naming a pid now used by another program, neither stops the
+// server from starting again nor gets that program killed.
+func TestStalePID(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("needs sleep(1)")
+	}
+	t.Parallel()
+	ctx := testContext(t)
+	s := pgtest.Start(t, pgserver.Options{})
+	if err := s.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	other := exec.CommandContext(ctx, "sleep", "600")
+	if err := other.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- other.Wait() }()
+	t.Cleanup(func() {
+		other.Process.Kill()
+		<-exited
+	})
+	pidFile := filepath.Join(s.DataDir, "postmaster.pid")
+	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(other.Process.Pid)+"\n"+s.DataDir+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := s.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(other.Process.Pid)+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		t.Fatalf("the program named by a stale postmaster.pid was killed: %v", err)
+	case <-time.After(100 * time.Millisecond):
 	}
 }

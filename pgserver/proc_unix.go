@@ -210,6 +210,19 @@ func procStat(pid int) (state byte, ppid int, ok bool) {
 	return f[0][0], ppid, err == nil
 }
 
+// isPostmasterOf reports whether pid is a live postmaster started on
+// dataDir (pg_ctl starts it as "postgres -D dataDir").
+func isPostmasterOf(pid int, dataDir string) bool {
+	if !alive(pid) {
+		return false
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	if err != nil && !procMounted() {
+		b, err = exec.Command("ps", "-o", "args=", "-p", strconv.Itoa(pid)).Output()
+	}
+	return err == nil && strings.Contains(string(b), dataDir)
+}
+
 // waitGone waits up to timeout for all pids to exit and reports whether
 // they did.
 func waitGone(pids []int, timeout time.Duration) bool {
@@ -243,6 +256,42 @@ func alive(pid int) bool {
 func procMounted() bool {
 	_, err := os.Stat("/proc/self/stat")
 	return err == nil
+}
+
+// watchdogScript waits for a line or the end of its standard input, a pipe
+// from the process that started the server. A line is Close saying all is
+// done; the end of input without a line means that process died without
+// Close (killed, or exited at a "go test -timeout" panic), so the watchdog
+// stops the server and removes its directory. $1: pg_ctl, $2: the data
+// directory, $3: the temporary directory.
+const watchdogScript = `read -r line && exit 0
+"$1" stop --pgdata="$2" --mode=immediate --wait --timeout=10 >/dev/null 2>&1
+rm -rf "$3"
+`
+
+// startWatchdog starts the process that removes the server if this one
+// dies without calling Close. It runs as the server's user, in a process
+// group of its own so that a Ctrl-C meant for this process does not kill it
+// before it has done its work.
+func (s *Server) startWatchdog() error {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return fmt.Errorf("start watchdog: %w", err)
+	}
+	defer r.Close()
+	cmd := exec.Command("/bin/sh", "-c", watchdogScript, "pgserver-watchdog",
+		filepath.Join(s.BinDir, "pg_ctl"), s.DataDir, s.root)
+	cmd.Stdin = r
+	cmd.Dir = "/"
+	cmd.Env = s.env()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	s.acct.apply(cmd)
+	if err := cmd.Start(); err != nil {
+		w.Close()
+		return fmt.Errorf("start watchdog: %w", err)
+	}
+	s.watchdog, s.watchdogIn = cmd, w
+	return nil
 }
 
 // binDirGlobs are where the distributions install versioned binaries.

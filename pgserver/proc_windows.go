@@ -36,6 +36,10 @@ func killTree(pid int) ([]int, error) {
 	return []int{pid}, nil
 }
 
+// isPostmasterOf reports whether pid is alive: the command line of another
+// process is not at hand on Windows, so a recycled pid goes unnoticed.
+func isPostmasterOf(pid int, _ string) bool { return alive(pid) }
+
 // waitGone waits up to timeout for all pids to exit and reports whether
 // they did.
 func waitGone(pids []int, timeout time.Duration) bool {
@@ -61,6 +65,10 @@ func alive(pid int) bool {
 	ev, err := syscall.WaitForSingleObject(h, 0)
 	return err == nil && ev == syscall.WAIT_TIMEOUT
 }
+
+// startWatchdog does nothing on Windows: a server whose process dies
+// without Close stays running.
+func (s *Server) startWatchdog() error { return nil }
 
 // binDirGlobs are where the EDB installers put the binaries.
 func binDirGlobs() []string {
