@@ -195,3 +195,28 @@ func TestSlaveStateAndLag(t *testing.T) {
 		t.Error("a slave with pending events lags by its snapshot's age")
 	}
 }
+
+func TestLagTransition(t *testing.T) {
+	th := time.Minute
+	tests := []struct {
+		name     string
+		alerting bool
+		lag      time.Duration
+		want     bool
+		kind     AlertKind
+	}{
+		{"under", false, 10 * time.Second, false, ""},
+		{"crosses", false, 61 * time.Second, true, AlertLag},
+		{"stays over", true, 5 * time.Minute, true, ""},
+		{"hovers just under", true, 50 * time.Second, true, ""},
+		{"back under half", true, 29 * time.Second, false, AlertLagOK},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, kind := lagTransition(tt.alerting, tt.lag, th)
+			if got != tt.want || kind != tt.kind {
+				t.Fatalf("lagTransition(%v, %s) = %v, %q; want %v, %q", tt.alerting, tt.lag, got, kind, tt.want, tt.kind)
+			}
+		})
+	}
+}

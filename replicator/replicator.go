@@ -30,6 +30,9 @@ type Options struct {
 	PollInterval  time.Duration // upper bound on latency when a NOTIFY is lost
 	PurgeInterval time.Duration
 	MaxBackoff    time.Duration
+	// LagAlert raises AlertLag when a slave's lag goes above it, and
+	// AlertLagOK when it is back under half of it; 0 disables lag alerts.
+	LagAlert time.Duration
 
 	Logger  *slog.Logger
 	Alerter Alerter // nil: no alerts
@@ -54,6 +57,8 @@ const (
 	AlertConflict    AlertKind = "conflict"    // a slave stopped on a conflict
 	AlertError       AlertKind = "error"       // a slave stopped on an apply error
 	AlertRecovered   AlertKind = "recovered"   // a stopped slave applies again
+	AlertLag         AlertKind = "lag"         // a slave's lag went above LagAlert
+	AlertLagOK       AlertKind = "lag_ok"      // ... and came back under half of it
 )
 
 // Alert is something an operator must hear about. Alert must not block.
@@ -146,6 +151,7 @@ func (r *Replicator) maintain(ctx context.Context) {
 	defer purge.Stop()
 	drift := time.NewTicker(10 * time.Second)
 	defer drift.Stop()
+	lagging := map[string]bool{}
 	for {
 		select {
 		case <-ctx.Done():
@@ -159,6 +165,11 @@ func (r *Replicator) maintain(ctx context.Context) {
 		case <-drift.C:
 			if err := r.recaptureDrifted(ctx); err != nil {
 				r.log.Warn("check log functions", keyError, err)
+			}
+			if r.opts.LagAlert > 0 {
+				if err := r.checkLag(ctx, lagging); err != nil {
+					r.log.Warn("check lag", keyError, err)
+				}
 			}
 		}
 	}
@@ -187,6 +198,68 @@ func (r *Replicator) recaptureDrifted(ctx context.Context) error {
 		r.log.Warn("table columns changed: log function regenerated (install as a superuser to do this in the DDL's own transaction)", keyTable, name)
 	}
 	return rows.Err()
+}
+
+const sqlLag = `SELECT s.name,
+       CASE WHEN EXISTS (SELECT 1 FROM replica.replica_log l
+                          WHERE l.txid >= pg_snapshot_xmin(s.acked_snapshot)
+                            AND NOT pg_visible_in_snapshot(l.txid, s.acked_snapshot)
+                            AND (l.origin IS NULL OR (s.forward AND l.origin <> s.name)))
+            THEN extract(epoch FROM now() - s.snapshot_time)::float8 ELSE 0 END
+  FROM replica.slaves s`
+
+// checkLag raises lag alerts for this daemon's slaves.
+func (r *Replicator) checkLag(ctx context.Context, lagging map[string]bool) error {
+	rows, err := r.master.QueryContext(ctx, sqlLag)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	ours := map[string]bool{}
+	for _, s := range r.opts.Slaves {
+		ours[s.Name] = true
+	}
+	for rows.Next() {
+		var name string
+		var secs float64
+		if err := rows.Scan(&name, &secs); err != nil {
+			return err
+		}
+		if !ours[name] {
+			continue
+		}
+		d := time.Duration(secs * float64(time.Second))
+		now, kind := lagTransition(lagging[name], d, r.opts.LagAlert)
+		lagging[name] = now
+		if kind == "" || r.opts.Alerter == nil {
+			continue
+		}
+		a := Alert{Kind: kind, Slave: name}
+		if kind == AlertLag {
+			a.Summary = fmt.Sprintf("slave %s is %s behind the master (alert threshold %s)", name, d.Round(time.Second), r.opts.LagAlert)
+			a.Body = "Changes are waiting to be applied. 'goreplica status' shows pending events and any error."
+		} else {
+			a.Summary = fmt.Sprintf("slave %s has caught up (lag %s)", name, d.Round(time.Second))
+		}
+		r.log.Warn(a.Summary, keySlave, name)
+		r.opts.Alerter.Alert(a)
+	}
+	return rows.Err()
+}
+
+// lagTransition decides, from whether a slave was already reported as
+// lagging and its current lag, whether it is lagging now and which alert, if
+// any, to raise. The alert clears only under half the threshold so that a
+// lag hovering around it does not raise an alert on every check.
+func lagTransition(alerting bool, lag, threshold time.Duration) (bool, AlertKind) {
+	switch {
+	case !alerting && lag > threshold:
+		return true, AlertLag
+	case alerting && lag < threshold/2:
+		return false, AlertLagOK
+	default:
+		return alerting, ""
+	}
 }
 
 // slog keys used throughout the package.
