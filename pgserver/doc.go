@@ -12,8 +12,15 @@
 // PostgreSQL refuses to run as root. When the calling process is root (a
 // container, a CI runner), pgserver runs initdb, pg_ctl and postgres as the
 // "postgres" system user, creating that user with useradd if it does not
-// exist, and hands the temporary directory to it. The temporary directory
-// must then be reachable by that user: the default ($TMPDIR or /tmp) is.
+// exist, and hands the temporary directory to it; [Server.Command] runs
+// client programs as that user too. The temporary directory must then be
+// reachable by that user: /tmp is, a TMPDIR under /root is not (Start says
+// so).
+//
+// A server does not outlive the process that started it by much: if that
+// process dies without calling Close (killed, or ended by a
+// "go test -timeout" panic), a small watchdog process started with the
+// server (Unix only) stops it and removes its directory.
 //
 // Unless [Options.Durable] is set, servers run with fsync=off and
 // full_page_writes=off: they survive a kill of the server process (see

@@ -478,6 +478,9 @@ func (s *Server) waitReady(ctx context.Context) error {
 		if err == nil {
 			return nil
 		}
+		if pid, _ := postmasterPID(s.DataDir); pid == 0 || !alive(pid) {
+			return fmt.Errorf("wait for connections: the server exited (last error: %w)", err)
+		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("wait for connections: %w (last error: %w)", ctx.Err(), err)

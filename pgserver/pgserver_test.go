@@ -613,3 +613,22 @@ func TestStalePID(t *testing.T) {
 	case <-time.After(100 * time.Millisecond):
 	}
 }
+
+// BenchmarkStart measures Start alone (initdb, pg_ctl start, first
+// connection); Close is not timed.
+func BenchmarkStart(b *testing.B) {
+	pgtest.RequireBinaries(b, pgserver.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	for range b.N {
+		s, err := pgserver.Start(ctx, pgserver.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		if err := s.Close(); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+	}
+}
