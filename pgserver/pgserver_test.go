@@ -513,7 +513,7 @@ func TestBinariesAvailable(t *testing.T) {
 }
 
 // TestWatchdog kills a process that started a server without closing it,
-// as "go test -timeout" or a Ctrl-C would: the server must go away with it.
+// as "go test -timeout" or a kill -9 would: the server must go away with it.
 func TestWatchdog(t *testing.T) {
 	if os.Getenv("PGSERVER_TEST_ORPHAN") != "" {
 		orphanServer()
@@ -523,19 +523,54 @@ func TestWatchdog(t *testing.T) {
 		t.Skip("no watchdog on Windows")
 	}
 	t.Parallel()
+	helper := startOrphan(t)
+	if err := helper.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	helper.waitCleanedUp(t)
+}
+
+// orphan is a helper process (this test binary) holding a server.
+type orphan struct {
+	cmd  *exec.Cmd
+	port int
+	root string
+	ctx  context.Context
+}
+
+// startOrphan starts a helper process that starts a server and then waits
+// to be killed, and returns when the server is up.
+func startOrphan(t *testing.T) *orphan {
+	t.Helper()
 	pgtest.RequireBinaries(t, pgserver.Options{})
 	ctx := testContext(t)
 	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestWatchdog$")
 	cmd.Env = append(os.Environ(), "PGSERVER_TEST_ORPHAN=1")
-	out, _ := cmd.Output() // it kills itself
-	var port int
-	var root string
-	if _, err := fmt.Sscan(string(out), &port, &root); err != nil {
-		t.Fatalf("helper process printed %q: %v", out, err)
+	setpgid(cmd)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
 	}
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	o := &orphan{cmd: cmd, ctx: ctx}
+	if _, err := fmt.Fscan(out, &o.port, &o.root); err != nil {
+		t.Fatalf("reading port and directory from the helper process: %v", err)
+	}
+	return o
+}
+
+// waitCleanedUp waits until the server of the helper process is gone.
+func (o *orphan) waitCleanedUp(t *testing.T) {
+	t.Helper()
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(o.port))
 	for {
-		_, statErr := os.Stat(root)
+		_, statErr := os.Stat(o.root)
 		c, dialErr := net.DialTimeout("tcp", addr, time.Second)
 		if c != nil {
 			c.Close()
@@ -543,15 +578,15 @@ func TestWatchdog(t *testing.T) {
 		if errors.Is(statErr, os.ErrNotExist) && dialErr != nil {
 			return
 		}
-		if ctx.Err() != nil {
-			t.Fatalf("server of a killed process still there: %s: %v; %s: %v", root, statErr, addr, dialErr)
+		if o.ctx.Err() != nil {
+			t.Fatalf("server of a killed process still there: %s: %v; %s: %v", o.root, statErr, addr, dialErr)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 }
 
-// orphanServer starts a server, prints its port and directory, and dies
-// without closing it.
+// orphanServer starts a server, prints its port and directory, and waits to
+// be killed.
 func orphanServer() {
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
@@ -561,10 +596,8 @@ func orphanServer() {
 		os.Exit(2)
 	}
 	fmt.Println(s.Port, filepath.Dir(s.DataDir))
-	if p, err := os.FindProcess(os.Getpid()); err == nil {
-		p.Kill()
-	}
-	os.Exit(3)
+	<-ctx.Done()
+	os.Exit(3) // without Close
 }
 
 // TestStalePID checks that a postmaster.pid left by a postmaster that died
