@@ -259,13 +259,16 @@ func (s *Server) Restart(ctx context.Context) error {
 	if s.closed {
 		return fmt.Errorf("restart postgres in %s: %w", s.DataDir, ErrClosed)
 	}
+	var stopErr error
 	if s.running {
-		if err := s.pgctlStop(ctx, "fast"); err != nil {
-			return err
-		}
+		// On failure, start kills what is left.
+		stopErr = s.pgctlStop(ctx, "fast")
 		s.running = false
 	}
-	return s.start(ctx)
+	if err := s.start(ctx); err != nil {
+		return errors.Join(stopErr, err)
+	}
+	return nil
 }
 
 // Kill sends SIGKILL to the postmaster and all its backends at once, as a
@@ -296,18 +299,17 @@ func (s *Server) Close() error {
 	}
 	s.closed = true
 	var errs []error
+	var stopErr error
 	if s.running {
 		ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
-		err := s.pgctlStop(ctx, "immediate")
+		stopErr = s.pgctlStop(ctx, "immediate")
 		cancel()
-		if err != nil {
-			errs = append(errs, err)
-		}
 	}
-	// Also after a failed start or stop: whatever pid the data directory
-	// names must go.
+	// Also after a failed start or stop: whatever postmaster the data
+	// directory names must go. Only if that fails too does the failure of
+	// pg_ctl matter.
 	if err := s.killLocked(); err != nil {
-		errs = append(errs, err)
+		errs = append(errs, stopErr, err)
 	}
 	s.running = false
 	s.stopTail()
@@ -489,7 +491,14 @@ func (s *Server) waitReady(ctx context.Context) error {
 	}
 }
 
+// pgctlStop runs pg_ctl stop. A postmaster that died on its own (out of
+// memory, killed by someone else) counts as stopped; pg_ctl is not asked,
+// for it would wait until the dead postmaster is reaped, which can take a
+// while in a container whose init reaps lazily.
 func (s *Server) pgctlStop(ctx context.Context, mode string) error {
+	if pid, _ := postmasterPID(s.DataDir); pid == 0 || !isPostmasterOf(pid, s.DataDir) {
+		return s.removeLockFiles(pid)
+	}
 	err := s.run(ctx, "pg_ctl", "stop",
 		"--wait",
 		"--timeout="+strconv.Itoa(waitSeconds(ctx)),
@@ -498,6 +507,10 @@ func (s *Server) pgctlStop(ctx context.Context, mode string) error {
 		"--silent",
 	)
 	if err != nil {
+		// It died meanwhile.
+		if pid, _ := postmasterPID(s.DataDir); pid == 0 || !isPostmasterOf(pid, s.DataDir) {
+			return s.removeLockFiles(pid)
+		}
 		return fmt.Errorf("stop postgres in %s: %w", s.DataDir, err)
 	}
 	return nil

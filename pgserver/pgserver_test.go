@@ -665,3 +665,53 @@ func BenchmarkStart(b *testing.B) {
 		b.StartTimer()
 	}
 }
+
+// TestDiedOnItsOwn kills the postmaster behind the package's back, as the
+// out-of-memory killer would: Stop, Restart and Close still do their job.
+func TestDiedOnItsOwn(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	s := pgtest.Start(t, pgserver.Options{})
+	db := pgtest.DB(t, s, "app")
+	mustExec(ctx, t, db, "CREATE TABLE t AS SELECT 1 AS one")
+	db.Close()
+
+	killPostmaster := func() {
+		t.Helper()
+		b, err := os.ReadFile(filepath.Join(s.DataDir, "postmaster.pid"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pid, err := strconv.Atoi(strings.SplitN(string(b), "\n", 2)[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := os.FindProcess(pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Kill(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	killPostmaster()
+	if err := s.Stop(ctx); err != nil {
+		t.Errorf("Stop of a server that died: %v", err)
+	}
+	if err := s.Restart(ctx); err != nil {
+		t.Fatalf("Restart of a server that died: %v", err)
+	}
+	if got := queryString(ctx, t, open(t, s, "app"), "SELECT one::text FROM t"); got != "1" {
+		t.Errorf("after Restart: %s, want 1", got)
+	}
+
+	killPostmaster()
+	if err := s.Restart(ctx); err != nil {
+		t.Fatalf("Restart of a running server that died: %v", err)
+	}
+	killPostmaster()
+	if err := s.Close(); err != nil {
+		t.Errorf("Close of a server that died: %v", err)
+	}
+}
