@@ -1,0 +1,351 @@
+// Command trigger measures what goreplica's log trigger costs the
+// application: the PyReplica slide test (single-row INSERT transactions, and
+// single-row UPDATEs by random key), with pgbench, at 1 and 8 clients,
+// synchronous_commit on and off, on a durable throwaway server.
+//
+// Variants, attached one at a time to table test and run interleaved
+// (repetition is the outer loop, so drift spreads over all of them):
+//
+//	none              no trigger
+//	goreplica         trigger.sql's generated log trigger; a slave is
+//	                  registered but its daemon is busy (waiting = false): no NOTIFY
+//	goreplica_notify  the same while a daemon idle-waits (waiting = true) and
+//	                  LISTENs: one NOTIFY per transaction, the worst case
+//	pgq_sqltriga      PgQ's C trigger (Debian package postgresql-15-pgq3), when installed
+//
+// Knobs (environment): ROWS [20000] transactions per run with
+// synchronous_commit off, ROWS_SYNC_ON [5000] with it on (each commit waits
+// for a WAL flush: hundreds to a few thousand tps here), TABLE_ROWS [100000]
+// rows of the update workload's table, RUNS [3], CLIENTS ["1 8"],
+// SYNC ["on off"], WORKLOADS ["insert update"], VARIANTS [all four],
+// PIN [auto: with 1 client the server and pgbench run on CPU 0; none].
+package main
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/goreplica/goreplica/bench/internal/rig"
+	"github.com/goreplica/goreplica/notify"
+	"github.com/goreplica/goreplica/pgserver"
+)
+
+const db = "bench"
+
+type config struct {
+	rows, rowsSyncOn, tableRows, runs int
+	clients                           []int
+	syncs                             []string
+	workloads                         []string
+	variants                          []string
+	pin                               string
+	command                           string
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench/trigger: "+err.Error())
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context) error {
+	var k rig.Knobs
+	cfg := config{
+		rows:       k.Int("ROWS", 20000),
+		rowsSyncOn: k.Int("ROWS_SYNC_ON", 5000),
+		tableRows:  k.Int("TABLE_ROWS", 100000),
+		runs:       k.Int("RUNS", 3),
+		clients:    k.Ints("CLIENTS", []int{1, 8}),
+		syncs:      strings.Fields(k.String("SYNC", "on off")),
+		workloads:  strings.Fields(k.String("WORKLOADS", "insert update")),
+		variants:   strings.Fields(k.String("VARIANTS", "none goreplica goreplica_notify pgq_sqltriga")),
+		pin:        k.String("PIN", "auto"),
+	}
+	cfg.command = k.Command("./bench/trigger")
+	triggerPath, err := rig.RepoFile("trigger.sql")
+	if err != nil {
+		return err
+	}
+	triggerSQL, err := os.ReadFile(triggerPath)
+	if err != nil {
+		return err
+	}
+	dir, cleanup, err := rig.Scripts()
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+
+	rig.Logf("starting a durable server")
+	s, err := rig.Start(ctx, db, nil)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	conn, err := rig.Open(s, db)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	conn.SetMaxOpenConns(1)
+	b := &bench{cfg: cfg, s: s, db: conn, dir: dir}
+	if err := b.setup(ctx, string(triggerSQL)); err != nil {
+		return err
+	}
+	// The daemon's own listener, LISTENing all along as a running daemon
+	// does; notifications arrive only in the goreplica_notify variant.
+	l, err := notify.Listen(s.DSN(db), slog.New(slog.DiscardHandler))
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	wake := l.Subscribe()
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		for {
+			select {
+			case <-wake:
+				b.wakeups.Add(1)
+			case <-done:
+				return
+			}
+		}
+	}()
+	time.Sleep(200 * time.Millisecond) // let the listener connect before any pinning
+
+	if err := b.measure(ctx); err != nil {
+		return err
+	}
+	b.print()
+	return nil
+}
+
+type sample struct {
+	workload, sync, variant string
+	clients                 int
+	tps                     float64
+	logged                  int64
+}
+
+type bench struct {
+	cfg     config
+	s       *pgserver.Server
+	db      *sql.DB
+	dir     string
+	pgqData string // PgQ's event table of queue "bench"; "" when PgQ is unavailable
+	pgqWhy  string
+	samples []sample
+	filled  bool // table test holds cfg.tableRows rows for the update workload
+	wakeups atomic.Int64
+}
+
+func (b *bench) setup(ctx context.Context, triggerSQL string) error {
+	if err := rig.Exec(ctx, b.db,
+		`CREATE TABLE test (id serial PRIMARY KEY, t text, n float8, f timestamptz, b bool)`,
+		triggerSQL,
+		`INSERT INTO replica.slaves (name, acked_snapshot, waiting) VALUES ('bench', pg_current_snapshot(), false)`,
+	); err != nil {
+		return fmt.Errorf("install goreplica: %w", err)
+	}
+	if slices.Contains(b.cfg.variants, "pgq_sqltriga") {
+		err := rig.Exec(ctx, b.db, `CREATE EXTENSION pgq`, `SELECT pgq.create_queue('bench')`)
+		if err == nil {
+			err = b.db.QueryRowContext(ctx, `SELECT queue_data_pfx FROM pgq.queue WHERE queue_name = 'bench'`).Scan(&b.pgqData)
+		}
+		if err != nil {
+			b.pgqData = ""
+			b.pgqWhy = "PgQ unavailable (apt-get install -y postgresql-15-pgq3): " + err.Error()
+			rig.Logf("%s", b.pgqWhy)
+		}
+	}
+	return nil
+}
+
+func (b *bench) measure(ctx context.Context) error {
+	for rep := 1; rep <= b.cfg.runs; rep++ {
+		for _, wl := range b.cfg.workloads {
+			for _, sync := range b.cfg.syncs {
+				for _, c := range b.cfg.clients {
+					pinCPU := ""
+					cpus := rig.AllCPUs()
+					if b.cfg.pin == "auto" && c == 1 {
+						pinCPU, cpus = "0", "0"
+					}
+					if err := rig.Pin(b.s, cpus); err != nil {
+						return err
+					}
+					// Rotate the variant order from one repetition to the next.
+					vs := b.cfg.variants
+					r := (rep - 1) % len(vs)
+					vs = append(append([]string(nil), vs[r:]...), vs[:r]...)
+					for _, v := range vs {
+						if v == "pgq_sqltriga" && b.pgqData == "" {
+							continue
+						}
+						smp, err := b.once(ctx, wl, sync, v, c, pinCPU)
+						if err != nil {
+							return err
+						}
+						b.samples = append(b.samples, smp)
+						rig.Logf("rep %d %s c=%d sync=%s %-17s tps=%8.0f logged=%d", rep, wl, c, sync, v, smp.tps, smp.logged)
+					}
+				}
+			}
+		}
+	}
+	return rig.Pin(b.s, rig.AllCPUs())
+}
+
+// once resets table test, attaches variant v and runs the workload.
+func (b *bench) once(ctx context.Context, wl, sync, v string, clients int, pinCPU string) (sample, error) {
+	smp := sample{workload: wl, sync: sync, variant: v, clients: clients}
+	reset := []string{
+		`DROP TRIGGER IF EXISTS bench_pgq ON test`,
+		`SELECT replica.uncapture('test'::regclass::oid)`,
+		`TRUNCATE replica.replica_log`,
+		`UPDATE replica.slaves SET waiting = false`,
+	}
+	if b.pgqData != "" {
+		reset = append(reset, `TRUNCATE `+b.pgqData)
+	}
+	// The update workload reuses its table (VACUUM clears the previous
+	// run's dead rows); the insert workload starts from an empty one.
+	switch {
+	case wl == "update" && !b.filled:
+		reset = append(reset, `TRUNCATE test RESTART IDENTITY`,
+			fmt.Sprintf(`INSERT INTO test (t, n, f, b) SELECT random()::text, random(), now(), true FROM generate_series(1, %d)`, b.cfg.tableRows))
+		b.filled = true
+	case wl != "update":
+		reset = append(reset, `TRUNCATE test RESTART IDENTITY`)
+		b.filled = false
+	}
+	reset = append(reset, `VACUUM ANALYZE test`, `VACUUM ANALYZE replica.replica_log`, `CHECKPOINT`)
+	switch v {
+	case "none":
+	case "goreplica":
+		reset = append(reset, `SELECT replica.capture('test')`)
+	case "goreplica_notify":
+		reset = append(reset, `SELECT replica.capture('test')`, `UPDATE replica.slaves SET waiting = true`)
+	case "pgq_sqltriga":
+		reset = append(reset, `CREATE TRIGGER bench_pgq AFTER INSERT OR UPDATE OR DELETE ON test FOR EACH ROW EXECUTE FUNCTION pgq.sqltriga('bench')`)
+	default:
+		return smp, fmt.Errorf("unknown variant %q (none, goreplica, goreplica_notify, pgq_sqltriga)", v)
+	}
+	if err := rig.Exec(ctx, b.db, reset...); err != nil {
+		return smp, err
+	}
+	script := map[string]string{"insert": "insert.sql", "update": "update.sql"}[wl]
+	if script == "" {
+		return smp, fmt.Errorf("unknown workload %q (insert, update)", wl)
+	}
+	rows := b.cfg.rows
+	if sync == "on" {
+		rows = b.cfg.rowsSyncOn
+	}
+	p := rig.Pgbench{
+		Dir: b.dir, Script: script, DB: db, Clients: clients,
+		Transactions: rows / clients,
+		Vars:         map[string]string{"rows": fmt.Sprint(b.cfg.tableRows)},
+		Sync:         sync, PinCPU: pinCPU,
+	}
+	res, err := p.Run(ctx, b.s)
+	if err != nil {
+		return smp, err
+	}
+	smp.tps = res.TPS
+	q := `SELECT 0::int8`
+	switch v {
+	case "goreplica", "goreplica_notify":
+		q = `SELECT count(*) FROM replica.replica_log`
+	case "pgq_sqltriga":
+		q = `SELECT count(*) FROM ` + b.pgqData
+	}
+	if err := b.db.QueryRowContext(ctx, q).Scan(&smp.logged); err != nil {
+		return smp, err
+	}
+	return smp, nil
+}
+
+// targets from DESIGN.md, as time with trigger / time without.
+func target(v, sync string, clients int) string {
+	if v != "goreplica" && v != "goreplica_notify" {
+		return ""
+	}
+	if sync == "off" {
+		return "<=1.2x pgq"
+	}
+	if clients == 1 {
+		return "<=1.2x"
+	}
+	return "<=1.4x"
+}
+
+func (b *bench) print() {
+	type key struct {
+		wl, sync, v string
+		c           int
+	}
+	tps := map[key][]float64{}
+	logged := map[key]int64{}
+	for _, s := range b.samples {
+		k := key{s.workload, s.sync, s.variant, s.clients}
+		tps[k] = append(tps[k], s.tps)
+		logged[k] = s.logged
+	}
+	fmt.Println()
+	rig.Header("trigger overhead: pgbench -n -M prepared, single-row transactions, median of runs", b.cfg.command)
+	fmt.Printf("# transactions per run: %d with synchronous_commit off, %d with it on; update table: %d rows; runs: %d; 1 client pinned to CPU 0: %v\n",
+		b.cfg.rows, b.cfg.rowsSyncOn, b.cfg.tableRows, b.cfg.runs, b.cfg.pin == "auto")
+	fmt.Println("# vs none = time with / time without (none's tps / variant's tps); vs pgq = time with / PgQ's time; logged rows: last run")
+	if b.pgqWhy != "" {
+		fmt.Println("# " + b.pgqWhy)
+	}
+	fmt.Printf("# NOTIFY wake-ups received by the listener during goreplica_notify runs: %d\n", b.wakeups.Load())
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "workload\tclients\tsync\tvariant\tmedian tps\truns (tps)\tlogged rows\tvs none\tvs pgq\ttarget\t")
+	for _, wl := range b.cfg.workloads {
+		for _, sync := range b.cfg.syncs {
+			for _, c := range b.cfg.clients {
+				base := rig.Median(tps[key{wl, sync, "none", c}])
+				pgq := rig.Median(tps[key{wl, sync, "pgq_sqltriga", c}])
+				for _, v := range b.cfg.variants {
+					k := key{wl, sync, v, c}
+					xs := tps[k]
+					if len(xs) == 0 {
+						continue
+					}
+					m := rig.Median(xs)
+					var runs []string
+					for _, x := range xs {
+						runs = append(runs, fmt.Sprintf("%.0f", x))
+					}
+					vsNone, vsPgq := "-", "-"
+					if base > 0 {
+						vsNone = fmt.Sprintf("%.2fx", base/m)
+					}
+					if pgq > 0 && v != "none" {
+						vsPgq = fmt.Sprintf("%.2fx", pgq/m)
+					}
+					fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%.0f\t%s\t%d\t%s\t%s\t%s\t\n",
+						wl, c, sync, v, m, strings.Join(runs, " "), logged[k], vsNone, vsPgq, target(v, sync, c))
+				}
+			}
+		}
+	}
+	tw.Flush()
+}
