@@ -539,12 +539,12 @@ func hasReplicaSchema(t *testing.T, d database) bool {
 func catalogObjects(t *testing.T, d database) []string {
 	t.Helper()
 	const q = `
-SELECT 'trigger ' || tgrelid::regclass::text || ' ' || tgname || ' ' || tgfoid::regprocedure::text || ' ' || tgenabled || ' ' || md5(pg_get_triggerdef(oid))
+SELECT 'trigger ' || tgrelid::regclass::text || ' ' || tgname || ' ' || tgfoid::regprocedure::text || ' ' || tgenabled::text || ' ' || md5(pg_get_triggerdef(oid))
   FROM pg_trigger WHERE NOT tgisinternal
 UNION ALL
-SELECT 'event trigger ' || evtname || ' ' || evtevent || ' ' || evtfoid::regprocedure::text || ' ' || evtenabled FROM pg_event_trigger
+SELECT 'event trigger ' || evtname || ' ' || evtevent || ' ' || evtfoid::regprocedure::text || ' ' || evtenabled::text FROM pg_event_trigger
 UNION ALL
-SELECT 'function ' || p.oid::regprocedure::text || ' ' || md5(p.prosrc) || ' ' || p.prosecdef
+SELECT 'function ' || p.oid::regprocedure::text || ' ' || md5(p.prosrc) || ' ' || p.prosecdef::text
   FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
  WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
 ORDER BY 1`
