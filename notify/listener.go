@@ -16,6 +16,7 @@ const Channel = "goreplica"
 
 // Listener LISTENs on the master and fans wake-ups out to subscribers.
 type Listener struct {
+	dsn       string
 	l         *pq.Listener
 	log       *slog.Logger
 	done      chan struct{}
@@ -33,7 +34,7 @@ type Listener struct {
 // down the listener keeps retrying (lib/pq's reconnect loop, between 100ms
 // and 10s), and every (re)connection wakes all subscribers.
 func Listen(dsn string, logger *slog.Logger) (*Listener, error) {
-	n := &Listener{log: logger, done: make(chan struct{})}
+	n := &Listener{dsn: dsn, log: logger, done: make(chan struct{})}
 	n.l = pq.NewListener(dsn, 100*time.Millisecond, 10*time.Second, n.event)
 	if err := n.l.Listen(Channel); err != nil && err != pq.ErrChannelAlreadyOpen {
 		// Not connected yet: lib/pq remembers the channel and LISTENs on connect.
@@ -74,6 +75,10 @@ func (n *Listener) loop() {
 			}
 			n.mu.Unlock()
 			n.wakeAll()
+			if m == nil {
+				n.wg.Add(1)
+				go n.verify()
+			}
 		case <-ping.C:
 			go func() { _ = n.l.Ping() }()
 		}
@@ -87,6 +92,33 @@ func (n *Listener) wakeAll() {
 		select {
 		case c <- struct{}{}:
 		default:
+		}
+	}
+}
+
+// verify checks, after a reconnection, that notifications arrive again, and
+// listens afresh when they do not. (After a server restart that interrupted
+// the delivery of a burst of notifications, a re-established LISTEN has been
+// seen to receive nothing; UNLISTEN and LISTEN again restores delivery.)
+func (n *Listener) verify() {
+	defer n.wg.Done()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-n.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	for attempt := 1; attempt <= 5 && ctx.Err() == nil; attempt++ {
+		if err := n.Check(ctx, n.dsn, 2*time.Second); err == nil {
+			return
+		}
+		n.log.Warn("notifications do not arrive after reconnecting: listening again", "attempt", attempt)
+		_ = n.l.Unlisten(Channel)
+		if err := n.l.Listen(Channel); err != nil && err != pq.ErrChannelAlreadyOpen {
+			n.log.Warn("listen again", "error", err)
 		}
 	}
 }

@@ -95,4 +95,3 @@ func drain(c <-chan struct{}) {
 		}
 	}
 }
-
