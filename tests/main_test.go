@@ -316,6 +316,9 @@ func startDaemon(t *testing.T, cfg string, env ...string) *daemon {
 			_ = d.cmd.Process.Kill()
 			<-d.done
 		}
+		if strings.Contains(d.stderr.String(), "WARNING: DATA RACE") {
+			t.Errorf("the race detector found a data race in goreplica run (pid %d)", d.cmd.Process.Pid)
+		}
 		if t.Failed() {
 			t.Logf("goreplica run (pid %d) stderr:\n%s", d.cmd.Process.Pid, d.stderr.String())
 		}
