@@ -133,7 +133,6 @@ type Mailer struct {
 	thr      *throttle
 	closed   bool
 	dropNote int // dropped mails to mention in the next mail
-	dropLog  int // dropped mails not yet logged
 	dropGate logGate
 
 	queue   chan mail
@@ -145,7 +144,9 @@ type Mailer struct {
 
 	// Owned by the sender goroutine.
 	failGate logGate
-	unsent   int
+
+	unsent int // mails abandoned at Close's deadline (guarded by mu)
+	failed int // mails given up after their retries (guarded by mu)
 }
 
 // New checks opts and starts the background sender. Close stops it.
@@ -221,14 +222,24 @@ func (m *Mailer) Notify(e Event) {
 	m.poke()
 }
 
+// enqueueLocked queues mails without waiting; a mail that does not fit is
+// dropped, counted for the next mail's body and logged at most once per
+// logEvery (with m.mu held: the rare log line is the only I/O under it).
 func (m *Mailer) enqueueLocked(mails []mail) {
+	dropped := 0
 	for _, x := range mails {
 		select {
 		case m.queue <- x:
 		default:
-			m.dropNote++
-			m.dropLog++
+			dropped++
 		}
+	}
+	if dropped == 0 {
+		return
+	}
+	m.dropNote += dropped
+	if ok, n := m.dropGate.fail(m.set.now(), dropped); ok {
+		m.log.Warn("alert mail queue full: mails dropped (the SMTP server is down or slow)", keyCount, n)
 	}
 }
 
@@ -251,6 +262,7 @@ func (m *Mailer) Close(ctx context.Context) error {
 		return nil
 	}
 	m.closed = true
+	failedBefore := m.failed
 	m.enqueueLocked(m.thr.due(m.set.now(), true))
 	m.mu.Unlock()
 	close(m.closing)
@@ -262,7 +274,7 @@ func (m *Mailer) Close(ctx context.Context) error {
 	}
 	m.cancel()
 	m.mu.Lock()
-	n := m.unsent + m.dropNote
+	n := m.unsent + m.failed - failedBefore
 	m.mu.Unlock()
 	if n > 0 {
 		return fmt.Errorf("mail: %d alert mails not sent before stop", n)
@@ -275,7 +287,6 @@ func (m *Mailer) Close(ctx context.Context) error {
 func (m *Mailer) run() {
 	defer close(m.done)
 	for {
-		m.logDrops()
 		m.mu.Lock()
 		next := m.thr.next()
 		m.mu.Unlock()
@@ -310,7 +321,6 @@ func (m *Mailer) run() {
 // cancels m.ctx; what is left counts as unsent.
 func (m *Mailer) drain() {
 	for {
-		m.logDrops()
 		select {
 		case x := <-m.queue:
 			if m.ctx.Err() != nil {
@@ -328,24 +338,6 @@ func (m *Mailer) addUnsent(n int) {
 	m.mu.Lock()
 	m.unsent += n
 	m.mu.Unlock()
-}
-
-// logDrops logs mails dropped on a full queue, at most once per logEvery.
-func (m *Mailer) logDrops() {
-	m.mu.Lock()
-	n := m.dropLog
-	m.dropLog = 0
-	var log bool
-	var count int
-	for range n {
-		if ok, c := m.dropGate.fail(m.set.now()); ok {
-			log, count = true, c
-		}
-	}
-	m.mu.Unlock()
-	if log {
-		m.log.Warn("alert mail queue full: mails dropped (the SMTP server is down or slow)", keyCount, count)
-	}
 }
 
 // deliver sends one mail, retrying temporary failures with exponential
@@ -375,7 +367,7 @@ func (m *Mailer) deliver(x mail) {
 			return
 		}
 		final := !temporary(err) || attempt >= m.set.attempts
-		if ok, n := m.failGate.fail(m.set.now()); ok {
+		if ok, n := m.failGate.fail(m.set.now(), 1); ok {
 			what := "alert mail not sent yet, retrying"
 			if final {
 				what = "alert mail not sent, giving up on it"
@@ -383,7 +375,9 @@ func (m *Mailer) deliver(x mail) {
 			m.log.Warn(what, keyKind, string(x.Kind), keySlave, x.Slave, keyCount, n, keyError, m.scrub(describe(m.opts, err)))
 		}
 		if final {
-			m.addUnsent(1)
+			m.mu.Lock()
+			m.failed++
+			m.mu.Unlock()
 			return
 		}
 		t := time.NewTimer(delay)
@@ -435,11 +429,11 @@ type logGate struct {
 	run     int       // failures since the last success
 }
 
-// fail records a failure at now and reports whether to log a line, and
+// fail records n failures at now and reports whether to log a line, and
 // how many failures the line covers.
-func (g *logGate) fail(now time.Time) (bool, int) {
-	g.pending++
-	g.run++
+func (g *logGate) fail(now time.Time, n int) (bool, int) {
+	g.pending += n
+	g.run += n
 	if g.last.IsZero() || now.Sub(g.last) >= g.every {
 		n := g.pending
 		g.pending, g.last = 0, now

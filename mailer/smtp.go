@@ -220,7 +220,7 @@ func describe(o Options, err error) string {
 	case errors.Is(err, gosmtp.ErrUnencrypted):
 		return fmt.Sprintf("auth refused: the connection to %s is not encrypted and the password would go in clear (use tls = \"mandatory\")", addr)
 	case strings.Contains(msg, "server does not support SMTP AUTH type"):
-		return fmt.Sprintf("auth %s not offered by %s: %v (choose another mail.auth)", o.Auth, addr, err)
+		return fmt.Sprintf("auth %s not offered by %s (choose another mail.auth)", o.Auth, addr)
 	case strings.Contains(msg, "server does not support SMTP AUTH"):
 		return fmt.Sprintf("auth not offered by %s (set auth = \"none\", or check tls: many servers offer AUTH only after STARTTLS)", addr)
 	case strings.HasPrefix(msg, "SMTP AUTH failed") && errors.As(err, &te):
