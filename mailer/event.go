@@ -99,9 +99,9 @@ func noun(k Kind, n int) string {
 
 // defaultSummary is the first line used when an event carries none.
 func defaultSummary(k Kind, slave string) string {
-	where := ""
-	if slave != "" {
-		where = " " + slave
+	who := slave
+	if who == "" {
+		who = "a node"
 	}
 	switch k {
 	case KindStart:
@@ -111,21 +111,24 @@ func defaultSummary(k Kind, slave string) string {
 	case KindAbort:
 		return "goreplica stopped abnormally"
 	case KindUnreachable:
-		return "cannot reach" + where
+		return who + " unreachable"
 	case KindReachable:
-		return "reachable again:" + where
+		return who + " reachable again"
 	case KindConflict:
-		return "conflict on" + where
+		return "conflict on " + who
 	case KindApplyError:
-		return "apply error on" + where
+		return "apply error on " + who
 	case KindRecovered:
-		return "applying again:" + where
+		return who + " applying again"
 	case KindLag:
-		return "lag alert on" + where
+		return "lag on " + who + " above the alert threshold"
 	case KindLagOK:
-		return "lag back to normal on" + where
+		return "lag on " + who + " back under the alert threshold"
 	case KindTest:
 		return "goreplica test mail"
 	}
-	return fmt.Sprintf("%s event%s", k, where)
+	if slave == "" {
+		return fmt.Sprintf("goreplica %s event", k)
+	}
+	return fmt.Sprintf("%s event on %s", k, slave)
 }

@@ -214,18 +214,20 @@ func (m *Mailer) Notify(e Event) {
 		return
 	}
 	mails := m.thr.decide(e)
+	dropped := m.enqueueLocked(mails)
+	m.mu.Unlock()
 	if len(mails) == 0 {
 		m.log.Debug("alert held back by the mail throttle", keyKind, string(e.Kind), keySlave, e.Slave)
 	}
-	m.enqueueLocked(mails)
-	m.mu.Unlock()
+	m.logDropped(dropped)
 	m.poke()
 }
 
 // enqueueLocked queues mails without waiting; a mail that does not fit is
-// dropped, counted for the next mail's body and logged at most once per
-// logEvery (with m.mu held: the rare log line is the only I/O under it).
-func (m *Mailer) enqueueLocked(mails []mail) {
+// dropped and counted for the next mail's body. It returns how many
+// dropped mails to log now (paced by dropGate), for logDropped after
+// m.mu is released.
+func (m *Mailer) enqueueLocked(mails []mail) int {
 	dropped := 0
 	for _, x := range mails {
 		select {
@@ -235,10 +237,17 @@ func (m *Mailer) enqueueLocked(mails []mail) {
 		}
 	}
 	if dropped == 0 {
-		return
+		return 0
 	}
 	m.dropNote += dropped
 	if ok, n := m.dropGate.fail(m.set.now(), dropped); ok {
+		return n
+	}
+	return 0
+}
+
+func (m *Mailer) logDropped(n int) {
+	if n > 0 {
 		m.log.Warn("alert mail queue full: mails dropped (the SMTP server is down or slow)", keyCount, n)
 	}
 }
@@ -263,8 +272,9 @@ func (m *Mailer) Close(ctx context.Context) error {
 	}
 	m.closed = true
 	failedBefore := m.failed
-	m.enqueueLocked(m.thr.due(m.set.now(), true))
+	dropped := m.enqueueLocked(m.thr.due(m.set.now(), true))
 	m.mu.Unlock()
+	m.logDropped(dropped)
 	close(m.closing)
 	select {
 	case <-m.done:
@@ -301,8 +311,9 @@ func (m *Mailer) run() {
 			m.deliver(x)
 		case <-tick:
 			m.mu.Lock()
-			m.enqueueLocked(m.thr.due(m.set.now(), false))
+			dropped := m.enqueueLocked(m.thr.due(m.set.now(), false))
 			m.mu.Unlock()
+			m.logDropped(dropped)
 		case <-m.wake:
 		case <-m.closing:
 			if timer != nil {

@@ -402,7 +402,7 @@ func TestEventsFilter(t *testing.T) {
 	waitMessages(ctx, t, srv, 2)
 	closeMailer(t, m)
 	got := subjects(srv.messages())
-	want := []string{"[goreplica] conflict on lyon", "[goreplica] applying again: lyon"}
+	want := []string{"[goreplica] conflict on lyon", "[goreplica] lyon applying again"}
 	if strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Errorf("subjects %q, want %q", got, want)
 	}

@@ -23,7 +23,7 @@ func firstLine(e Event) string {
 // how many events the digest adds.
 func subject(prefix string, m mail) string {
 	s := firstLine(m.Event)
-	if m.held > 0 {
+	if _, recovery := closes[m.Kind]; m.held > 0 && !recovery {
 		s += fmt.Sprintf(" (+%d more)", m.held)
 	}
 	if prefix != "" {
@@ -47,6 +47,9 @@ func body(m mail, hostname string, now time.Time) string {
 	var b strings.Builder
 	b.WriteString(firstLine(m.Event))
 	b.WriteString("\n")
+	for _, c := range m.closes {
+		fmt.Fprintf(&b, "This closes the %s.\n", c)
+	}
 	for _, d := range m.digest {
 		b.WriteString(d)
 		b.WriteString("\n")
@@ -56,7 +59,7 @@ func body(m mail, hostname string, now time.Time) string {
 	}
 	if d := strings.TrimSpace(m.Body); d != "" {
 		b.WriteString("\n")
-		b.WriteString(d)
+		b.WriteString(truncate(d, maxBody))
 		b.WriteString("\n")
 	}
 	t := m.Time
@@ -77,4 +80,21 @@ func scrub(secret, s string) string {
 		return s
 	}
 	return strings.ReplaceAll(s, secret, "xxxxx")
+}
+
+// maxBody bounds the detail of one mail: a statement carrying a large
+// value must not make a mail nobody can open on a phone.
+const maxBody = 16 << 10
+
+// truncate cuts s to at most n bytes on a rune boundary, saying how much
+// was left out.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && !utf8Start(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s\n... (%d more bytes not shown)", s[:cut], len(s)-cut)
 }

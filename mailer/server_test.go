@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"math/big"
 	"mime"
 	"mime/quotedprintable"
@@ -89,6 +90,7 @@ func startServer(t *testing.T, cfg serverConfig) *testServer {
 	})
 	s.server = smtp.NewServer(be)
 	s.server.Domain = "localhost"
+	s.server.ErrorLog = log.New(io.Discard, "", 0)
 	s.server.ReadTimeout = 30 * time.Second
 	s.server.WriteTimeout = 30 * time.Second
 	s.server.AllowInsecureAuth = !cfg.requireTLS

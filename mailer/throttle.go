@@ -13,6 +13,7 @@ type mail struct {
 	digest  []string // "and 41 more conflicts on lyon since 10:02"
 	held    int      // how many events the digest lines count
 	dropped int      // mails dropped from the queue before this one
+	closes  []string // for a recovery: the problems it closes, "conflict mailed at 10:02"
 }
 
 // throttle decides which events become mails. It is pure: no clock, no
@@ -42,6 +43,7 @@ type slotKey struct {
 type slot struct {
 	lastSent  time.Time // zero: never mailed
 	open      bool      // a problem mail went out and no recovery mail since
+	opened    time.Time // when the open problem was first mailed
 	held      int       // events held back since `since`, not yet in any mail
 	since     time.Time // time of the first held event
 	last      Event     // the last held event
@@ -87,8 +89,8 @@ func (t *throttle) decide(e Event) []mail {
 	}
 	s.held, s.recovered = 0, time.Time{}
 	s.lastSent = e.Time
-	if isProblem(e.Kind) {
-		s.open = true
+	if isProblem(e.Kind) && !s.open {
+		s.open, s.opened = true, e.Time
 	}
 	return []mail{m}
 }
@@ -113,6 +115,9 @@ func (t *throttle) recover(e Event, problems []Kind) []mail {
 		s := t.slots[slotKey{p, e.Slave}]
 		if s == nil {
 			continue
+		}
+		if s.open {
+			m.closes = append(m.closes, fmt.Sprintf("%s%s first mailed at %s", noun(p, 1), onSlave(e.Slave), clock(s.opened, e.Time)))
 		}
 		if s.held > 0 {
 			m.digest = append(m.digest, digestLine(p, e.Slave, s.held, s.since, time.Time{}, e.Time))
@@ -168,8 +173,8 @@ func (t *throttle) due(now time.Time, all bool) []mail {
 		if !s.recovered.IsZero() {
 			summary += fmt.Sprintf(" (over since %s)", clock(s.recovered, now))
 			body = fmt.Sprintf("This has recovered since %s: no further mail will follow about it.\n\n%s", clock(s.recovered, now), body)
-		} else if isProblem(k.kind) {
-			s.open = true
+		} else if isProblem(k.kind) && !s.open {
+			s.open, s.opened = true, now
 		}
 		out = append(out, mail{Event: Event{Kind: k.kind, Slave: k.slave, Time: now, Summary: summary, Body: body}, held: s.held})
 		s.held, s.recovered = 0, time.Time{}

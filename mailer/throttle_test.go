@@ -28,6 +28,9 @@ func show(m mail) string {
 	if strings.Contains(m.Summary, "more") {
 		s += " {" + m.Summary + "}"
 	}
+	if len(m.closes) > 0 {
+		s += " <" + strings.Join(m.closes, "; ") + ">"
+	}
 	return s
 }
 
@@ -67,7 +70,7 @@ func TestThrottle(t *testing.T) {
 		{"recovery after a mailed problem is mailed with the held count", []step{
 			ev(0, KindConflict, "lyon", "conflict/lyon +0"),
 			ev(1*m, KindConflict, "lyon"),
-			ev(2*m, KindRecovered, "lyon", "recovered/lyon +1 [and 1 more conflict on lyon at 10:03]"),
+			ev(2*m, KindRecovered, "lyon", "recovered/lyon +1 [and 1 more conflict on lyon at 10:03] <conflict on lyon first mailed at 10:02>"),
 			due(20 * m),
 		}},
 		{"recovery of a problem nobody was told about is not mailed", []step{
@@ -77,7 +80,7 @@ func TestThrottle(t *testing.T) {
 		}},
 		{"recovery is never throttled, flapping is", []step{
 			ev(0, KindUnreachable, "lyon", "unreachable/lyon +0"),
-			ev(1*s, KindReachable, "lyon", "reachable/lyon +0"),
+			ev(1*s, KindReachable, "lyon", "reachable/lyon +0 <unreachable report on lyon first mailed at 10:02>"),
 			ev(2*s, KindUnreachable, "lyon"),
 			ev(3*s, KindReachable, "lyon"),
 			ev(4*s, KindUnreachable, "lyon"),
@@ -90,7 +93,7 @@ func TestThrottle(t *testing.T) {
 			ev(0, KindConflict, "lyon", "conflict/lyon +0"),
 			ev(1*s, KindApplyError, "lyon", "error/lyon +0"),
 			ev(2*s, KindApplyError, "lyon"),
-			ev(3*s, KindRecovered, "lyon", "recovered/lyon +1 [and 1 more apply error on lyon at 10:02]"),
+			ev(3*s, KindRecovered, "lyon", "recovered/lyon +1 [and 1 more apply error on lyon at 10:02] <conflict on lyon first mailed at 10:02; apply error on lyon first mailed at 10:02>"),
 			ev(4*s, KindRecovered, "lyon"),
 		}},
 		{"a digest mail goes out when the interval ends", []step{
@@ -100,16 +103,16 @@ func TestThrottle(t *testing.T) {
 			due(9 * m),
 			due(10*m, "conflict/lyon +2 {2 more conflicts on lyon since 10:03}"),
 			due(11 * m),
-			ev(12*m, KindRecovered, "lyon", "recovered/lyon +0"),
+			ev(12*m, KindRecovered, "lyon", "recovered/lyon +0 <conflict on lyon first mailed at 10:02>"),
 		}},
 		{"a digest reopens a problem that was closed", []step{
 			ev(0, KindConflict, "lyon", "conflict/lyon +0"),
-			ev(1*s, KindRecovered, "lyon", "recovered/lyon +0"),
+			ev(1*s, KindRecovered, "lyon", "recovered/lyon +0 <conflict on lyon first mailed at 10:02>"),
 			ev(2*s, KindConflict, "lyon"),
 			ev(3*s, KindRecovered, "lyon"),
 			ev(4*s, KindConflict, "lyon"),
 			due(10*m, "conflict/lyon +2 {2 more conflicts on lyon since 10:02}"),
-			ev(11*m, KindRecovered, "lyon", "recovered/lyon +0"),
+			ev(11*m, KindRecovered, "lyon", "recovered/lyon +0 <conflict on lyon first mailed at 10:12>"),
 		}},
 		{"stop flushes every held digest at once", []step{
 			ev(0, KindConflict, "lyon", "conflict/lyon +0"),
