@@ -33,9 +33,13 @@ var Kinds = []Kind{KindStart, KindStop, KindAbort, KindUnreachable, KindReachabl
 
 // Event is one thing the operator should hear about.
 type Event struct {
-	Kind  Kind
-	Slave string    // "" for daemon-wide events
-	Time  time.Time // zero = now
+	Kind Kind
+	// Slave is the node the event is about: a slave's name, or the
+	// master's for a master outage; "" for daemon-wide events. Each kind
+	// and slave is throttled on its own.
+	Slave string
+	// Time is when it happened; zero means now.
+	Time time.Time
 	// Summary is one line saying what happened and where; it becomes the
 	// first body line and the subject. Empty means a generic line from
 	// Kind and Slave.

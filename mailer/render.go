@@ -23,7 +23,7 @@ func firstLine(e Event) string {
 // how many events the digest adds.
 func subject(prefix string, m mail) string {
 	s := firstLine(m.Event)
-	if _, recovery := closes[m.Kind]; m.held > 0 && !recovery {
+	if _, recovery := closes[m.Kind]; m.held > 0 && !recovery && !m.summary {
 		s += fmt.Sprintf(" (+%d more)", m.held)
 	}
 	if prefix != "" {

@@ -18,6 +18,7 @@ func TestSubject(t *testing.T) {
 		{"default summary", "[r]", mail{Event: Event{Kind: KindUnreachable, Slave: "lyon"}}, "[r] lyon unreachable"},
 		{"one line", "[r]", mail{Event: Event{Kind: KindConflict, Summary: "a\nb\r\n  c"}}, "[r] a b c"},
 		{"held count", "[r]", mail{Event: Event{Kind: KindConflict, Slave: "lyon"}, held: 41}, "[r] conflict on lyon (+41 more)"},
+		{"digest mail has no second count", "[r]", mail{Event: Event{Kind: KindConflict, Summary: "41 more conflicts on lyon since 10:02"}, held: 41, summary: true}, "[r] 41 more conflicts on lyon since 10:02"},
 		{"recovery has no count", "[r]", mail{Event: Event{Kind: KindRecovered, Slave: "lyon"}, held: 41}, "[r] lyon applying again"},
 	}
 	for _, tt := range tests {

@@ -14,6 +14,7 @@ type mail struct {
 	held    int      // how many events the digest lines count
 	dropped int      // mails dropped from the queue before this one
 	closes  []string // for a recovery: the problems it closes, "conflict mailed at 10:02"
+	summary bool     // a digest mail: it reports held events only, not an event of its own
 }
 
 // throttle decides which events become mails. It is pure: no clock, no
@@ -176,7 +177,7 @@ func (t *throttle) due(now time.Time, all bool) []mail {
 		} else if isProblem(k.kind) && !s.open {
 			s.open, s.opened = true, now
 		}
-		out = append(out, mail{Event: Event{Kind: k.kind, Slave: k.slave, Time: now, Summary: summary, Body: body}, held: s.held})
+		out = append(out, mail{Event: Event{Kind: k.kind, Slave: k.slave, Time: now, Summary: summary, Body: body}, held: s.held, summary: true})
 		s.held, s.recovered = 0, time.Time{}
 		s.lastSent = now
 	}
