@@ -200,7 +200,8 @@ func newMailer(opts Options, logger *slog.Logger, set settings) (*Mailer, error)
 
 // Notify reports an event. It never blocks and never does I/O: the
 // throttle decides at once whether the event becomes a mail, and a mail
-// that does not fit in the queue is dropped and counted.
+// that does not fit in the queue is dropped and counted. After Close it
+// does nothing.
 func (m *Mailer) Notify(e Event) {
 	if m.wanted != nil && !m.wanted[e.Kind] {
 		return
@@ -368,7 +369,7 @@ func (m *Mailer) deliver(x mail) {
 		err := m.sendOnce(msg)
 		if err == nil {
 			if n := m.failGate.ok(); n > 0 {
-				m.log.Info("SMTP server accepts alert mail again", keyCount, n)
+				m.log.Info("SMTP server accepts alert mail again after failed attempts", keyCount, n)
 			}
 			m.log.Info("alert mail sent", keyKind, string(x.Kind), keySlave, x.Slave, keySubject, subj)
 			return

@@ -461,3 +461,44 @@ func TestMandatoryTLSWithoutSTARTTLS(t *testing.T) {
 		t.Errorf("%d mails went out in clear", len(got))
 	}
 }
+
+// TestRetryTemporary: a 451 is retried and the mail goes out; a 550 is
+// not retried.
+func TestRetryTemporary(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	srv := startServer(t, serverConfig{startTLS: true, mechs: []string{"PLAIN"}, tempFail: 2, rejectRcpt: "gone@example.com"})
+	m, logs := newTestMailer(t, srv.options(), &fakeClock{t: t0})
+	m.Notify(Event{Kind: KindConflict, Slave: "lyon"})
+	got := waitMessages(ctx, t, srv, 1)
+	closeMailer(t, m)
+	if len(got) != 1 || got[0].Subject != "[goreplica] conflict on lyon" {
+		t.Fatalf("got %q", subjects(got))
+	}
+	srv.mu.Lock()
+	datas := srv.datas
+	srv.mu.Unlock()
+	if datas != 3 {
+		t.Errorf("%d DATA commands, want 3 (two 451, then accepted)", datas)
+	}
+	out := logs.String()
+	if !strings.Contains(out, "retrying") || !strings.Contains(out, "451") || !strings.Contains(out, "try again later") ||
+		!strings.Contains(out, `msg="SMTP server accepts alert mail again after failed attempts" server=`+srv.addr+" count=2") {
+		t.Errorf("log does not show the retry and the recovery:\n%s", out)
+	}
+
+	opts := srv.options()
+	opts.To = []string{"gone@example.com"}
+	m, logs = newTestMailer(t, opts, &fakeClock{t: t0})
+	m.Notify(Event{Kind: KindConflict, Slave: "lyon"})
+	cctx, ccancel := context.WithTimeout(ctx, 10*time.Second)
+	defer ccancel()
+	if err := m.Close(cctx); err == nil || !strings.Contains(err.Error(), "1 alert mails not sent") {
+		t.Errorf("Close = %v, want 1 alert mails not sent", err)
+	}
+	out = logs.String()
+	if strings.Contains(out, "retrying") || !strings.Contains(out, "recipient refused by") {
+		t.Errorf("a refused recipient was retried or not named:\n%s", out)
+	}
+}

@@ -60,6 +60,10 @@ type serverConfig struct {
 	// hold, when set, makes DATA wait until it is closed; each DATA that
 	// starts waiting sends on held.
 	hold chan struct{}
+	// tempFail answers the first tempFail DATA commands 451 (try later).
+	tempFail int
+	// rejectRcpt answers RCPT TO for this address 550.
+	rejectRcpt string
 }
 
 type testServer struct {
@@ -73,6 +77,7 @@ type testServer struct {
 
 	mu      sync.Mutex
 	msgs    []received
+	datas   int           // DATA commands seen
 	arrived chan struct{} // one send per accepted message (buffered)
 	held    chan struct{} // one send per DATA waiting on hold (buffered)
 }
@@ -203,6 +208,9 @@ func (ss *session) Mail(from string, _ *smtp.MailOptions) error {
 }
 
 func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if to == ss.srv.cfg.rejectRcpt {
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "No such user"}
+	}
 	ss.to = append(ss.to, to)
 	return nil
 }
@@ -211,6 +219,13 @@ func (ss *session) Data(r io.Reader) error {
 	raw, err := io.ReadAll(r)
 	if err != nil {
 		return err
+	}
+	ss.srv.mu.Lock()
+	ss.srv.datas++
+	n := ss.srv.datas
+	ss.srv.mu.Unlock()
+	if n <= ss.srv.cfg.tempFail {
+		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Try again later"}
 	}
 	if h := ss.srv.cfg.hold; h != nil {
 		ss.srv.held <- struct{}{}

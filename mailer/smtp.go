@@ -228,6 +228,9 @@ func describe(o Options, err error) string {
 	case strings.HasPrefix(msg, "SMTP AUTH failed"):
 		return fmt.Sprintf("auth failed at %s for user %q: %s", addr, o.Username, strings.TrimPrefix(msg, "SMTP AUTH failed: "))
 	case errors.As(err, &se):
+		if se.IsTemp() {
+			return fmt.Sprintf("%s asks to try again later: %v", addr, err)
+		}
 		switch se.Reason {
 		case gomail.ErrSMTPMailFrom:
 			return fmt.Sprintf("sender %s refused by %s: %v", o.From, addr, err)
