@@ -45,3 +45,22 @@ func TestDescribeUnknownHost(t *testing.T) {
 		t.Errorf("describe = %q, want %q", got, want)
 	}
 }
+
+func TestImplicitTLS(t *testing.T) {
+	tests := []struct {
+		tls  string
+		port int
+		want bool
+	}{
+		{"mandatory", 587, false},
+		{"mandatory", 465, true},
+		{"implicit", 2465, true},
+		{"opportunistic", 465, false},
+		{"none", 465, false},
+	}
+	for _, tt := range tests {
+		if got := (Options{TLS: tt.tls, Port: tt.port}).implicitTLS(); got != tt.want {
+			t.Errorf("tls %q port %d: implicit = %v, want %v", tt.tls, tt.port, got, tt.want)
+		}
+	}
+}
