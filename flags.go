@@ -16,3 +16,5 @@ func newFlags(name string, stderr io.Writer) (*flag.FlagSet, *string) {
 }
 
 func defaultConfigHint() string { return config.DefaultPath() }
+
+type flagSet = flag.FlagSet

@@ -56,17 +56,32 @@ type Replicate struct {
 }
 
 // Duration is a time.Duration written as a string in TOML ("5s", "250ms").
-type Duration struct{ time.Duration }
+// A value that is not such a string is kept as a problem for Validate to
+// report with its path, so that one bad duration does not hide the other
+// problems of the file.
+type Duration struct {
+	time.Duration
+	invalid string
+}
 
-// UnmarshalText implements encoding.TextUnmarshaler.
-func (d *Duration) UnmarshalText(b []byte) error {
-	v, err := time.ParseDuration(string(b))
-	if err != nil {
-		return fmt.Errorf("invalid duration %q (write it as a string such as \"5s\")", string(b))
+// UnmarshalTOML implements toml.Unmarshaler.
+func (d *Duration) UnmarshalTOML(v any) error {
+	s, ok := v.(string)
+	if !ok {
+		d.invalid = fmt.Sprintf("%v is not a duration: write it as a string such as \"5s\" (a bare number would be nanoseconds)", v)
+		return nil
 	}
-	d.Duration = v
+	p, err := time.ParseDuration(s)
+	if err != nil {
+		d.invalid = fmt.Sprintf("%q is not a duration (examples: \"250ms\", \"5s\", \"10m\")", s)
+		return nil
+	}
+	d.Duration, d.invalid = p, ""
 	return nil
 }
+
+// Problem returns why the value is not a duration, or "".
+func (d Duration) Problem() string { return d.invalid }
 
 // MarshalText implements encoding.TextMarshaler.
 func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
@@ -125,9 +140,9 @@ func Defaults() Config {
 	return Config{
 		Replicate: Replicate{
 			Tables:        []string{"public.*"},
-			PollInterval:  Duration{time.Second},
-			PurgeInterval: Duration{time.Minute},
-			MaxBackoff:    Duration{30 * time.Second},
+			PollInterval:  Duration{Duration: time.Second},
+			PurgeInterval: Duration{Duration: time.Minute},
+			MaxBackoff:    Duration{Duration: 30 * time.Second},
 		},
 	}
 }
@@ -313,7 +328,10 @@ func (c *Config) Validate() []error {
 		}
 	}
 	positive := func(path string, d Duration) {
-		if d.Duration <= 0 {
+		switch {
+		case d.invalid != "":
+			add("%s: %s", path, d.invalid)
+		case d.Duration <= 0:
 			add("%s: must be positive", path)
 		}
 	}

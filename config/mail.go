@@ -55,9 +55,9 @@ func DefaultMail() *Mail {
 		Port:          587,
 		TLS:           "mandatory",
 		SubjectPrefix: "[goreplica]",
-		MinInterval:   Duration{10 * time.Minute},
-		Timeout:       Duration{10 * time.Second},
-		LagAlert:      Duration{60 * time.Second},
+		MinInterval:   Duration{Duration: 10 * time.Minute},
+		Timeout:       Duration{Duration: 10 * time.Second},
+		LagAlert:      Duration{Duration: 60 * time.Second},
 	}
 }
 
@@ -185,7 +185,10 @@ func (m *Mail) validate() []error {
 		}
 	}
 	positive := func(path string, d Duration) {
-		if d.Duration <= 0 {
+		switch {
+		case d.Problem() != "":
+			add("%s: %s", path, d.Problem())
+		case d.Duration <= 0:
 			add("%s: must be positive", path)
 		}
 	}

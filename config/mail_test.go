@@ -35,7 +35,7 @@ func TestSampleMail(t *testing.T) {
 		Host: "smtp.example.com", Port: 587, Username: "goreplica@example.com", Password: "smtp-secret",
 		From: "goreplica@example.com", To: []string{"dba@example.com", "oncall@example.com"},
 		TLS: "mandatory", Auth: "plain", SubjectPrefix: "[goreplica]", Events: MailEvents,
-		MinInterval: Duration{10 * time.Minute}, Timeout: Duration{10 * time.Second}, LagAlert: Duration{time.Minute},
+		MinInterval: Duration{Duration: 10 * time.Minute}, Timeout: Duration{Duration: 10 * time.Second}, LagAlert: Duration{Duration: time.Minute},
 	}
 	if fmt.Sprintf("%#v", *m) != fmt.Sprintf("%#v", want) {
 		t.Errorf("sample [mail] decoded as\n%#v\nwant\n%#v", *m, want)
@@ -61,7 +61,7 @@ to = ["dba@example.com"]
 	}
 	want := Mail{Host: "localhost", Port: 587, From: "goreplica@example.com", To: []string{"dba@example.com"},
 		TLS: "mandatory", Auth: "none", SubjectPrefix: "[goreplica]",
-		MinInterval: Duration{10 * time.Minute}, Timeout: Duration{10 * time.Second}, LagAlert: Duration{time.Minute}}
+		MinInterval: Duration{Duration: 10 * time.Minute}, Timeout: Duration{Duration: 10 * time.Second}, LagAlert: Duration{Duration: time.Minute}}
 	if fmt.Sprintf("%#v", *cfg.Mail) != fmt.Sprintf("%#v", want) {
 		t.Errorf("defaults\n%#v\nwant\n%#v", *cfg.Mail, want)
 	}

@@ -1,0 +1,117 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestSampleDecodesStrictly(t *testing.T) {
+	t.Setenv("LYON_PASSWORD", "s3cret")
+	t.Setenv("GOREPLICA_SMTP_PASSWORD", "smtp-s3cret")
+	cfg, err := Load("../sample.toml")
+	if err != nil {
+		t.Fatalf("sample.toml: %v", err)
+	}
+	if cfg.Master.Name != "paris" || len(cfg.Slaves) != 1 || cfg.Slaves[0].Name != "lyon" {
+		t.Fatalf("sample.toml decoded to %+v", cfg)
+	}
+	if !strings.Contains(cfg.Slaves[0].DSN.Reveal(), "password=s3cret") {
+		t.Errorf("${LYON_PASSWORD} not expanded: %s", cfg.Slaves[0].DSN)
+	}
+	if strings.Contains(cfg.Slaves[0].DSN.String(), "s3cret") {
+		t.Errorf("printed DSN shows the password: %s", cfg.Slaves[0].DSN)
+	}
+	if cfg.Replicate.PollInterval.Duration != time.Second || !cfg.Slaves[0].UsesTwoPhase() {
+		t.Errorf("sample values: %+v", cfg.Replicate)
+	}
+}
+
+func TestEveryProblemReportedWithItsPath(t *testing.T) {
+	_, err := Parse(`
+[master]
+name = "Paris!"
+colour = "blue"
+[[slave]]
+name = "lyon"
+[[slave]]
+name = "lyon"
+dsn = "x"
+[replicate]
+poll_interval = 5
+tables = ["orders"]
+`)
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, want := range []string{
+		`master.colour: unknown key`,
+		`master.name: "Paris!" must be`,
+		`master.dsn: required`,
+		`slave[0].dsn: required`,
+		`slave[1].name: "lyon" is also the name of slave[0]`,
+		`replicate.tables[0]: "orders" must be schema.table`,
+		`replicate.poll_interval: 5 is not a duration`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not contain %q:\n%v", want, err)
+		}
+	}
+	_, err = Parse("[replicate]\npoll_interval = \"5 seconds\"\n")
+	if err == nil || !strings.Contains(err.Error(), `replicate.poll_interval: "5 seconds" is not a duration`) {
+		t.Errorf("a malformed duration: %v", err)
+	}
+}
+
+func TestSecretsFromEnvAndFiles(t *testing.T) {
+	dir := t.TempDir()
+	pw := filepath.Join(dir, "pw")
+	if err := os.WriteFile(pw, []byte("it's a \\ secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Parse(`
+[master]
+name = "paris"
+dsn = "host=a dbname=b"
+password_file = "` + pw + `"
+[[slave]]
+name = "lyon"
+dsn = "postgres://u@h/db?sslmode=disable"
+password_file = "` + pw + `"
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Master.DSN.Reveal(); got != `host=a dbname=b password='it\'s a \\ secret'` {
+		t.Errorf("master dsn = %s", got)
+	}
+	if got := cfg.Slaves[0].DSN.Reveal(); !strings.HasSuffix(got, "&password=it%27s%20a%20%5C%20secret") {
+		t.Errorf("slave dsn = %s", got)
+	}
+	for _, s := range []Secret{cfg.Master.DSN, cfg.Slaves[0].DSN} {
+		if strings.Contains(s.String(), "secret") {
+			t.Errorf("masked DSN shows the password: %s", s)
+		}
+	}
+	_, err = Parse("[master]\nname = \"p\"\ndsn = \"password=${NOPE_NOT_SET}\"\n[[slave]]\nname=\"s\"\ndsn=\"x\"\n")
+	if err == nil || !strings.Contains(err.Error(), "master.dsn: environment variable NOPE_NOT_SET is not set") {
+		t.Errorf("unset variable: %v", err)
+	}
+}
+
+func TestMaskDSN(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"host=a password=secret dbname=b", "host=a password=xxxxx dbname=b"},
+		{"host=a password = 'se cret' dbname=b", "host=a password = xxxxx dbname=b"},
+		{"postgres://user:secret@host/db", "postgres://user:xxxxx@host/db"},
+		{"postgres://host/db?password=secret", "postgres://host/db?password=xxxxx"},
+		{"host=a dbname=b", "host=a dbname=b"},
+	}
+	for _, tt := range tests {
+		if got := MaskDSN(tt.in); got != tt.want {
+			t.Errorf("MaskDSN(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}

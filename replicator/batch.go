@@ -1,0 +1,249 @@
+package replicator
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/lib/pq"
+)
+
+// Chunk limits: statements are sent to replica.apply this many at a time, or
+// fewer when their text adds up to chunkBytes. They bound the daemon's memory
+// whatever the size of a batch: a batch is streamed from the master and
+// applied chunk by chunk inside one slave transaction.
+const (
+	chunkStatements = 2000
+	chunkBytes      = 4 << 20
+)
+
+// event is one logged row change.
+type event struct {
+	txid   string
+	origin string // the node the change was first made on
+	table  string
+	op     byte
+	sql    string
+}
+
+// chunk accumulates events for one replica.apply call.
+type chunk struct {
+	events  []event
+	origins []string
+	ops     []string
+	stmts   []string
+	bytes   int
+}
+
+func (c *chunk) add(e event) {
+	c.events = append(c.events, e)
+	c.origins = append(c.origins, e.origin)
+	c.ops = append(c.ops, string(e.op))
+	c.stmts = append(c.stmts, e.sql)
+	c.bytes += len(e.sql)
+}
+
+func (c *chunk) full() bool { return len(c.stmts) >= chunkStatements || c.bytes >= chunkBytes }
+
+func (c *chunk) reset() {
+	c.events, c.origins, c.ops, c.stmts, c.bytes = c.events[:0], c.origins[:0], c.ops[:0], c.stmts[:0], 0
+}
+
+// cycle applies one batch: the events that became visible on the master
+// since the slave's position. It returns how many events were applied.
+//
+// The master is read in one REPEATABLE READ READ ONLY transaction whose
+// snapshot becomes the slave's next position. The slave applies the events,
+// in ordering-key order, and its new position in one transaction; with two
+// phases that transaction is prepared, the master is told the new position,
+// and the transaction is committed.
+func (w *worker) cycle(ctx context.Context) (int, error) {
+	tx, err := w.r.master.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true})
+	if err != nil {
+		return 0, w.masterErr("begin batch", err)
+	}
+	defer tx.Rollback()
+	var snap string
+	var snapTime time.Time
+	if err := tx.QueryRowContext(ctx, sqlSnapshot).Scan(&snap, &snapTime); err != nil {
+		return 0, w.masterErr("take snapshot", err)
+	}
+	if snap == w.pos.snapshot {
+		return 0, nil
+	}
+	rows, err := tx.QueryContext(ctx, sqlEvents, w.pos.snapshot, w.slave.Name, w.forward)
+	if err != nil {
+		return 0, w.masterErr("read events", err)
+	}
+	defer rows.Close()
+
+	next := position{snapshot: snap, batch: w.pos.batch + 1}
+	began := false
+	begin := func() error {
+		if _, err := w.conn.ExecContext(ctx, "BEGIN"); err != nil {
+			return w.slaveErr("begin batch", err)
+		}
+		began = true
+		return nil
+	}
+	var c chunk
+	n := 0
+	for rows.Next() {
+		var e event
+		var origin sql.NullString
+		var op string
+		if err := rows.Scan(&e.txid, &origin, &e.table, &op, &e.sql); err != nil {
+			return 0, w.masterErr("read events", err)
+		}
+		e.op = op[0]
+		e.origin = w.r.opts.Master.Name
+		if origin.Valid {
+			e.origin = origin.String
+		}
+		if !began {
+			if err := begin(); err != nil {
+				return 0, err
+			}
+		}
+		c.add(e)
+		n++
+		if c.full() {
+			if err := w.applyChunk(ctx, &c); err != nil {
+				return 0, err
+			}
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return 0, w.masterErr("read events", err)
+	}
+	rows.Close()
+	_ = tx.Rollback() // read only: nothing to commit
+
+	if n == 0 {
+		// Nothing for this slave. Move its position now and then so that
+		// purge and status follow, but do not write on every poll.
+		if time.Since(w.lastAdvance) < advanceEvery {
+			return 0, nil
+		}
+		if err := begin(); err != nil {
+			return 0, err
+		}
+	}
+	if len(c.stmts) > 0 {
+		if err := w.applyChunk(ctx, &c); err != nil {
+			return 0, err
+		}
+	}
+	res, err := w.conn.ExecContext(ctx, sqlUpdatePosition, w.masterID, next.snapshot, next.batch, snapTime, w.r.opts.Master.Name)
+	if err != nil {
+		return 0, w.slaveErr("record position", err)
+	}
+	if k, _ := res.RowsAffected(); k != 1 {
+		return 0, fmt.Errorf("record position on slave %s: batch %d is no longer the next one; another process applied to this slave", w.slave.Name, next.batch)
+	}
+	if err := w.hookAt("before-commit"); err != nil {
+		return 0, err
+	}
+	if err := w.commit(ctx, next, snapTime); err != nil {
+		return 0, err
+	}
+	w.pos = next
+	w.lastAdvance = time.Now()
+	if n > 0 {
+		w.log.Debug("batch applied", keyBatch, next.batch, "events", n)
+	}
+	return n, nil
+}
+
+// commit ends the slave transaction of batch next and acknowledges it on the
+// master.
+func (w *worker) commit(ctx context.Context, next position, snapTime time.Time) error {
+	if !w.slave.TwoPhase {
+		if _, err := w.conn.ExecContext(ctx, "COMMIT"); err != nil {
+			return w.slaveErr(fmt.Sprintf("commit batch %d", next.batch), err)
+		}
+		if err := w.hookAt("after-commit"); err != nil {
+			return err
+		}
+		// The position is on the slave: a lost ack is sent again at the next connect.
+		if err := w.ack(ctx, next, snapTime); err != nil {
+			return err
+		}
+		return nil
+	}
+	g := gid(w.masterID, w.slave.Name, next.batch)
+	if _, err := w.conn.ExecContext(ctx, "PREPARE TRANSACTION "+pq.QuoteLiteral(g)); err != nil {
+		return w.slaveErr("prepare transaction "+g, preparedHint(err))
+	}
+	if err := w.hookAt("after-prepare"); err != nil {
+		return err
+	}
+	// From here the batch is durable on the slave and will be committed,
+	// now or by the in-doubt resolution at the next connect: finish it
+	// even if a stop was requested.
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
+	defer cancel()
+	ackErr := w.ack(fctx, next, snapTime)
+	if ackErr == nil {
+		if err := w.hookAt("after-ack"); err != nil {
+			return err
+		}
+	}
+	if _, err := w.conn.ExecContext(fctx, "COMMIT PREPARED "+pq.QuoteLiteral(g)); err != nil {
+		return w.slaveErr("commit prepared "+g, err)
+	}
+	if err := w.hookAt("after-commit"); err != nil {
+		return err
+	}
+	return ackErr
+}
+
+// applyChunk sends the chunk to replica.apply and turns a conflict or an
+// error into a ConflictError or ApplyError naming the statement.
+func (w *worker) applyChunk(ctx context.Context, c *chunk) error {
+	var failed int
+	var affected int64
+	err := w.conn.QueryRowContext(ctx, sqlApply, pq.Array(c.origins), pq.Array(c.ops), pq.Array(c.stmts)).Scan(&failed, &affected)
+	if err != nil {
+		var pe *pq.Error
+		if errors.As(err, &pe) {
+			if i, ok := strings.CutPrefix(pe.Hint, "replica.apply statement "); ok {
+				if k, e := strconv.Atoi(i); e == nil && k >= 1 && k <= len(c.events) {
+					ev := c.events[k-1]
+					return &ApplyError{Slave: w.slave.Name, Table: ev.table, Key: keyOf(ev.sql), TxID: ev.txid, SQL: ev.sql, Err: err}
+				}
+			}
+		}
+		return w.slaveErr("apply", err)
+	}
+	if failed > 0 {
+		ev := c.events[failed-1]
+		return &ConflictError{Slave: w.slave.Name, Table: ev.table, Key: keyOf(ev.sql), TxID: ev.txid, SQL: ev.sql,
+			Kind: classifyConflict(ev.op, affected), Affected: affected}
+	}
+	c.reset()
+	return nil
+}
+
+// preparedHint explains the usual reason PREPARE TRANSACTION fails.
+func preparedHint(err error) error {
+	var pe *pq.Error
+	if errors.As(err, &pe) && pe.Code == "55000" && strings.Contains(pe.Message, "max_prepared_transactions") {
+		return fmt.Errorf("%w (set max_prepared_transactions = 10 or more in the slave's postgresql.conf and restart it, or set two_phase = false for this slave)", err)
+	}
+	if isConnectionError(err) {
+		return fmt.Errorf("%w (a connection pooler in transaction mode, such as pgbouncer with pool_mode = transaction, cannot carry prepared transactions: connect to the slave directly or through a session-mode pool)", err)
+	}
+	return err
+}
+
+func (w *worker) hookAt(step string) error {
+	if w.hook == nil {
+		return nil
+	}
+	return w.hook(step)
+}

@@ -1,0 +1,136 @@
+package replicator
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// gidPrefix is the prefix of every two-phase GID goreplica uses for the
+// batches of one (master, slave) pair. pg_prepared_xacts is cluster-wide, so
+// the GID names the master by its random node id (not by DSN text, which
+// differs from host to host) and the slave by its configured name, which is
+// unique among the master's registered slaves.
+func gidPrefix(masterID, slave string) string {
+	return "goreplica." + strings.ReplaceAll(masterID, "-", "") + "." + slave + "."
+}
+
+// gid returns the GID of one batch.
+func gid(masterID, slave string, batch int64) string {
+	return gidPrefix(masterID, slave) + strconv.FormatInt(batch, 10)
+}
+
+// inDoubtAction is what to do with a prepared transaction found at start-up.
+type inDoubtAction int
+
+const (
+	inDoubtIgnore inDoubtAction = iota // not ours: another master, slave or program
+	inDoubtCommit                      // ours: it holds a whole batch and its position
+)
+
+// decideInDoubt decides the fate of a prepared transaction. A prepared batch
+// of ours is always committed: it holds the batch's changes together with
+// the position that covers them, and the master may already have purged the
+// events (the acknowledgement is sent before COMMIT PREPARED), so rolling it
+// back could lose them. Nothing else can hold the position row meanwhile, so
+// no later batch can have been applied before it.
+func decideInDoubt(g, masterID, slave string) (inDoubtAction, int64) {
+	rest, ok := strings.CutPrefix(g, gidPrefix(masterID, slave))
+	if !ok {
+		return inDoubtIgnore, 0
+	}
+	b, err := strconv.ParseInt(rest, 10, 64)
+	if err != nil || b <= 0 {
+		return inDoubtIgnore, 0
+	}
+	return inDoubtCommit, b
+}
+
+// backoff returns how long to wait before retry number attempt (1-based):
+// 250ms doubling up to max.
+func backoff(attempt int, max time.Duration) time.Duration {
+	d := 250 * time.Millisecond
+	for i := 1; i < attempt && d < max; i++ {
+		d *= 2
+	}
+	if d > max {
+		d = max
+	}
+	return d
+}
+
+// matchTable reports whether the catalog name schema.table matches pattern,
+// where * matches any run of characters (including none) and every other
+// character matches itself.
+func matchTable(pattern, name string) bool {
+	parts := strings.Split(pattern, "*")
+	if len(parts) == 1 {
+		return pattern == name
+	}
+	if !strings.HasPrefix(name, parts[0]) {
+		return false
+	}
+	name = name[len(parts[0]):]
+	for _, p := range parts[1 : len(parts)-1] {
+		i := strings.Index(name, p)
+		if i < 0 {
+			return false
+		}
+		name = name[i+len(p):]
+	}
+	return strings.HasSuffix(name, parts[len(parts)-1])
+}
+
+// isExact reports whether a pattern names one table (no wildcard).
+func isExact(pattern string) bool { return !strings.Contains(pattern, "*") }
+
+// ConflictKind names why a logged row statement did not touch exactly one row.
+type ConflictKind string
+
+// The conflict kinds.
+const (
+	InsertExists  ConflictKind = "insert_exists"
+	UpdateMissing ConflictKind = "update_missing"
+	DeleteMissing ConflictKind = "delete_missing"
+	MultipleRows  ConflictKind = "multiple_rows"
+)
+
+// classifyConflict names the conflict of a statement of kind op ('I', 'U',
+// 'D') that affected n rows instead of one.
+func classifyConflict(op byte, n int64) ConflictKind {
+	switch {
+	case n > 1:
+		return MultipleRows
+	case op == 'I':
+		return InsertExists
+	case op == 'U':
+		return UpdateMissing
+	default:
+		return DeleteMissing
+	}
+}
+
+// keyOf returns the key part of a logged statement for messages: the WHERE
+// clause of an UPDATE or DELETE, the VALUES list of an INSERT.
+func keyOf(sql string) string {
+	if i := strings.LastIndex(sql, " WHERE "); i >= 0 && !strings.HasPrefix(sql, "INSERT") {
+		return sql[i+len(" WHERE "):]
+	}
+	if i := strings.Index(sql, " VALUES ("); i >= 0 {
+		v := strings.TrimSuffix(sql[i+len(" VALUES ("):], ") ON CONFLICT DO NOTHING")
+		if len(v) > 200 {
+			v = v[:200] + "..."
+		}
+		return "(" + v + ")"
+	}
+	return ""
+}
+
+// shorten cuts s to n bytes for a log line or an error message.
+func shorten(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + fmt.Sprintf("... (%d bytes)", len(s))
+}

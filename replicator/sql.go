@@ -1,0 +1,50 @@
+package replicator
+
+// SQL the daemon issues. Values are bind parameters; the only literals built
+// in code are GIDs for PREPARE/COMMIT PREPARED, which cannot take parameters
+// and go through pq.QuoteLiteral.
+const (
+	sqlServerVersion = `SELECT current_setting('server_version_num')::int, current_setting('server_version')`
+	sqlNodeID        = `SELECT node_id::text, version FROM replica.version`
+	sqlSchemaExists  = `SELECT to_regclass('replica.version') IS NOT NULL`
+
+	// Master: registration and acknowledgements.
+	sqlRegistration = `SELECT acked_snapshot::text, acked_batch, snapshot_time, forward FROM replica.slaves WHERE name = $1`
+	sqlAck          = `UPDATE replica.slaves
+   SET acked_snapshot = $2::pg_snapshot, acked_batch = $3, snapshot_time = $4,
+       acked_at = now(), seen_at = now(), state = 'running', last_error = NULL
+ WHERE name = $1 AND acked_batch < $3`
+	sqlSetState = `UPDATE replica.slaves
+   SET state = $2, last_error = nullif($3, ''),
+       last_error_at = CASE WHEN $3 = '' THEN last_error_at ELSE now() END, seen_at = now()
+ WHERE name = $1`
+	sqlSetWaiting = `UPDATE replica.slaves SET waiting = $2, seen_at = now() WHERE name = $1`
+	sqlHeartbeat  = `UPDATE replica.slaves SET seen_at = now() WHERE name = $1`
+	sqlSnapshot   = `SELECT pg_current_snapshot()::text, clock_timestamp()`
+	sqlInProgress = `SELECT EXISTS (SELECT 1 FROM pg_snapshot_xip($1::pg_snapshot) AS x
+                       WHERE pg_xact_status(x) = 'in progress')`
+	// sqlEvents streams the events of one batch: those whose transaction is
+	// visible in the batch's snapshot (the read transaction's own, as it runs
+	// in REPEATABLE READ) and was not visible in the previous one. Events that
+	// came from the slave itself are skipped, and so are events that came from
+	// any other node when the slave does not want them forwarded.
+	sqlEvents = `SELECT txid::text, origin, tbl, op, sql FROM replica.replica_log
+ WHERE txid >= pg_snapshot_xmin($1::pg_snapshot)
+   AND NOT pg_visible_in_snapshot(txid, $1::pg_snapshot)
+   AND (origin IS NULL OR ($3 AND origin <> $2))
+ ORDER BY lsn, txid`
+	sqlPurge = `DELETE FROM replica.replica_log
+ WHERE txid < (SELECT min(pg_snapshot_xmin(acked_snapshot)) FROM replica.slaves)`
+	sqlRecaptureDrifted = `SELECT replica.recapture_drifted()`
+
+	// Slave: position, apply, prepared transactions.
+	sqlPosition       = `SELECT snapshot::text, batch FROM replica.position WHERE master = $1`
+	sqlInsertPosition = `INSERT INTO replica.position (master, master_name, snapshot, batch, snapshot_time)
+ VALUES ($1, $2, $3::pg_snapshot, $4, $5) ON CONFLICT (master) DO NOTHING`
+	sqlUpdatePosition = `UPDATE replica.position
+   SET snapshot = $2::pg_snapshot, batch = $3, snapshot_time = $4, applied_at = now(), master_name = $5
+ WHERE master = $1 AND batch = $3 - 1`
+	sqlApply     = `SELECT failed, affected FROM replica.apply($1::text[], $2::"char"[], $3::text[])`
+	sqlPrepared  = `SELECT gid FROM pg_prepared_xacts WHERE database = current_database() AND starts_with(gid, $1) ORDER BY prepared`
+	sqlSlaveLock = `SELECT pg_try_advisory_lock(hashtext('goreplica ' || $1), 0)`
+)

@@ -1,0 +1,174 @@
+package replicator
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/lib/pq"
+)
+
+const sqlSlaveStatus = `SELECT s.name, s.state, coalesce(s.last_error, ''), s.last_error_at, s.acked_batch,
+       s.acked_snapshot::text, s.acked_at, s.seen_at,
+       (SELECT count(*) FROM replica.replica_log l
+         WHERE l.txid >= pg_snapshot_xmin(s.acked_snapshot)
+           AND NOT pg_visible_in_snapshot(l.txid, s.acked_snapshot)
+           AND (l.origin IS NULL OR (s.forward AND l.origin <> s.name))) AS pending,
+       extract(epoch FROM now() - s.snapshot_time)::float8,
+       extract(epoch FROM now() - s.seen_at)::float8
+  FROM replica.slaves s ORDER BY s.name`
+
+const sqlLogStats = `SELECT count(*), (SELECT count(*) FROM replica.tables) FROM replica.replica_log`
+
+// Status is the state of a replication setup, as `goreplica status` shows it.
+type Status struct {
+	Master       string        `json:"master"`
+	Reachable    bool          `json:"master_reachable"`
+	Error        string        `json:"error,omitempty"`
+	LogRows      int64         `json:"log_rows"`
+	TablesCount  int64         `json:"tables"`
+	Slaves       []SlaveStatus `json:"slaves"`
+	MeasuredAtMs int64         `json:"measured_at_unix_ms"`
+}
+
+// SlaveStatus is one slave's line of Status.
+type SlaveStatus struct {
+	Name string `json:"name"`
+	// State is running, stopped (no daemon is applying), conflict, error or
+	// unreachable.
+	State         string     `json:"state"`
+	LagSeconds    float64    `json:"lag_seconds"`
+	PendingEvents int64      `json:"pending_events"`
+	LastError     string     `json:"last_error"`
+	LastErrorAt   *time.Time `json:"last_error_at,omitempty"`
+	AppliedBatch  int64      `json:"applied_batch"`
+	Snapshot      string     `json:"applied_snapshot"`
+	AckedAt       *time.Time `json:"acked_at,omitempty"`
+	InDoubt       []string   `json:"in_doubt"`
+	Reachable     bool       `json:"reachable"`
+}
+
+// staleAfter is how long a worker may stay silent before status says no
+// daemon is applying to its slave.
+func staleAfter(poll time.Duration) time.Duration {
+	return 3 * max(poll, heartbeatEvery)
+}
+
+// slaveState decides the state status shows from what the master recorded,
+// how long ago the worker was last heard of, and whether status itself
+// reached the slave.
+func slaveState(recorded string, silentFor, stale time.Duration, heard, reachable bool) string {
+	switch {
+	case !reachable:
+		return StateUnreachable
+	case !heard || silentFor > stale:
+		return StateStopped
+	default:
+		return recorded
+	}
+}
+
+// lag is how far a slave is behind, by the master's clock: zero when nothing
+// is pending, else the age of the snapshot the slave last applied.
+func lag(pending int64, snapshotAge float64) float64 {
+	if pending == 0 || snapshotAge < 0 {
+		return 0
+	}
+	return snapshotAge
+}
+
+// GetStatus reads the state of every slave from the master, and the in-doubt
+// transactions from each slave.
+func GetStatus(ctx context.Context, opts Options) (*Status, error) {
+	st := &Status{Master: opts.Master.Name, MeasuredAtMs: time.Now().UnixMilli(), Slaves: []SlaveStatus{}}
+	master, err := openDB(opts.Master.DSN)
+	if err != nil {
+		return nil, err
+	}
+	defer master.Close()
+	var masterID string
+	var ver int
+	if err := master.QueryRowContext(ctx, sqlNodeID).Scan(&masterID, &ver); err != nil {
+		var pe *pq.Error
+		if errors.As(err, &pe) && pe.Code == "42P01" {
+			return nil, fmt.Errorf("master %s: %w", opts.Master.Name, ErrNotInstalled)
+		}
+		st.Error = fmt.Sprintf("master %s: %v", opts.Master.Name, err)
+		for _, s := range opts.Slaves {
+			st.Slaves = append(st.Slaves, SlaveStatus{Name: s.Name, State: "unknown", InDoubt: []string{}})
+		}
+		return st, nil
+	}
+	st.Reachable = true
+	if err := master.QueryRowContext(ctx, sqlLogStats).Scan(&st.LogRows, &st.TablesCount); err != nil {
+		return nil, fmt.Errorf("master %s: %w", opts.Master.Name, err)
+	}
+	rows, err := master.QueryContext(ctx, sqlSlaveStatus)
+	if err != nil {
+		return nil, fmt.Errorf("master %s: %w", opts.Master.Name, err)
+	}
+	byName := map[string]SlaveStatus{}
+	silent := map[string]sql.NullFloat64{}
+	for rows.Next() {
+		var s SlaveStatus
+		var errAt, ackedAt, seenAt sql.NullTime
+		var snapAge float64
+		var silentFor sql.NullFloat64
+		if err := rows.Scan(&s.Name, &s.State, &s.LastError, &errAt, &s.AppliedBatch, &s.Snapshot, &ackedAt, &seenAt,
+			&s.PendingEvents, &snapAge, &silentFor); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		if errAt.Valid {
+			s.LastErrorAt = &errAt.Time
+		}
+		if ackedAt.Valid {
+			s.AckedAt = &ackedAt.Time
+		}
+		s.LagSeconds = lag(s.PendingEvents, snapAge)
+		byName[s.Name] = s
+		silent[s.Name] = silentFor
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	for _, n := range opts.Slaves {
+		s, ok := byName[n.Name]
+		if !ok {
+			st.Slaves = append(st.Slaves, SlaveStatus{Name: n.Name, State: "not registered", LastError: "run 'goreplica init'", InDoubt: []string{}})
+			continue
+		}
+		s.InDoubt, s.Reachable = inDoubt(ctx, n, masterID)
+		sf := silent[n.Name]
+		s.State = slaveState(s.State, time.Duration(sf.Float64*float64(time.Second)), staleAfter(opts.PollInterval), sf.Valid, s.Reachable)
+		st.Slaves = append(st.Slaves, s)
+	}
+	return st, nil
+}
+
+// inDoubt lists the prepared batches of (master, slave) on the slave.
+func inDoubt(ctx context.Context, n Node, masterID string) ([]string, bool) {
+	out := []string{}
+	db, err := openDB(n.DSN)
+	if err != nil {
+		return out, false
+	}
+	defer db.Close()
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	rows, err := db.QueryContext(cctx, sqlPrepared, gidPrefix(masterID, n.Name))
+	if err != nil {
+		return out, false
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var g string
+		if rows.Scan(&g) == nil {
+			out = append(out, g)
+		}
+	}
+	return out, rows.Err() == nil
+}

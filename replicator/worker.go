@@ -1,0 +1,439 @@
+package replicator
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/lib/pq"
+)
+
+// Slave states, as stored on the master and shown by status.
+const (
+	StateRunning     = "running"
+	StateStopped     = "stopped"
+	StateConflict    = "conflict"
+	StateError       = "error"
+	StateUnreachable = "unreachable"
+)
+
+// advanceEvery is how often a slave's position moves forward when no event
+// reaches it (so that purge and status keep up on a quiet or filtered log).
+const advanceEvery = 10 * time.Second
+
+// heartbeatEvery is how often an idle worker tells the master it is alive.
+const heartbeatEvery = 5 * time.Second
+
+// fastPoll is how often an idle worker rescans while transactions that may
+// have missed its "waiting" flag are still running.
+const fastPoll = 10 * time.Millisecond
+
+// finishTimeout bounds the work that must end after a stop request: the
+// master acknowledgement and COMMIT PREPARED of a prepared batch.
+const finishTimeout = 10 * time.Second
+
+// position is where a slave stands: every event whose transaction is visible
+// in snapshot has been applied, by batch number batch.
+type position struct {
+	snapshot string
+	batch    int64
+}
+
+type worker struct {
+	r       *Replicator
+	slave   Node
+	log     *slog.Logger
+	slaveDB *sql.DB
+	wake    <-chan struct{}
+
+	// Set up by connect, reset after any error.
+	conn     *sql.Conn
+	masterID string
+	forward  bool
+	pos      position
+
+	lastAdvance   time.Time
+	lastHeartbeat time.Time
+	waiting       bool
+	idleSnap      string // snapshot taken just after the waiting flag was set
+
+	state   string
+	lastErr string
+
+	// hook, when set (tests only), runs at each step of a batch; an error it
+	// returns makes the worker drop its connections as a killed process would.
+	hook func(step string) error
+}
+
+// errCrash is returned by a test hook to simulate the death of the process.
+var errCrash = errors.New("simulated crash")
+
+func (r *Replicator) newWorker(s Node) (*worker, error) {
+	db, err := openDB(s.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("slave %s: %w", s.Name, err)
+	}
+	w := &worker{
+		r:       r,
+		slave:   s,
+		log:     r.log.With(keySlave, s.Name),
+		slaveDB: db,
+		state:   StateStopped,
+	}
+	if r.opts.Waker != nil {
+		w.wake = r.opts.Waker.Subscribe()
+	}
+	if r.hook != nil {
+		w.hook = func(step string) error { return r.hook(s.Name, step) }
+	}
+	return w, nil
+}
+
+// run is the worker's loop: connect, apply batches, wait for wake-ups, and
+// back off and reconnect after any error, until ctx is cancelled.
+func (w *worker) run(ctx context.Context) {
+	defer w.slaveDB.Close()
+	defer w.shutdown()
+	attempt := 0
+	for ctx.Err() == nil {
+		err := w.step(ctx)
+		if err == nil {
+			attempt = 0
+			continue
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if errors.Is(err, errCrash) {
+			w.drop()
+			return
+		}
+		attempt++
+		w.fail(ctx, err)
+		d := backoff(attempt, w.r.opts.MaxBackoff)
+		w.log.Info("retrying", "in", d.String(), "attempt", attempt)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(d):
+		}
+	}
+}
+
+// step connects if needed, applies one batch, and waits when there was
+// nothing to apply.
+func (w *worker) step(ctx context.Context) error {
+	if w.conn == nil {
+		if err := w.connect(ctx); err != nil {
+			return err
+		}
+	}
+	n, err := w.cycle(ctx)
+	if err != nil {
+		return err
+	}
+	w.setState(ctx, StateRunning, nil)
+	if n > 0 {
+		if w.waiting {
+			if err := w.setWaiting(ctx, false); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return w.idle(ctx)
+}
+
+// idle waits for work. The first time nothing is found the worker sets its
+// "waiting" flag (log triggers NOTIFY only while a worker waits, so busy
+// workers cost the application no NOTIFY lock) and rescans at once. A
+// transaction that checked the flag before it was set does not NOTIFY; such
+// transactions were in progress in the snapshot taken just after the flag was
+// set, so until they have all ended the worker polls every fastPoll.
+func (w *worker) idle(ctx context.Context) error {
+	if !w.waiting {
+		return w.setWaiting(ctx, true)
+	}
+	wait := w.r.opts.PollInterval
+	if w.idleSnap != "" {
+		var running bool
+		if err := w.r.master.QueryRowContext(ctx, sqlInProgress, w.idleSnap).Scan(&running); err != nil {
+			return w.masterErr("check running transactions", err)
+		}
+		if running {
+			wait = fastPoll
+		} else {
+			w.idleSnap = ""
+		}
+	}
+	if time.Since(w.lastHeartbeat) > heartbeatEvery {
+		if _, err := w.r.master.ExecContext(ctx, sqlHeartbeat, w.slave.Name); err != nil {
+			return w.masterErr("heartbeat", err)
+		}
+		w.lastHeartbeat = time.Now()
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-w.wake:
+	case <-t.C:
+	}
+	return nil
+}
+
+func (w *worker) setWaiting(ctx context.Context, on bool) error {
+	if _, err := w.r.master.ExecContext(ctx, sqlSetWaiting, w.slave.Name, on); err != nil {
+		return w.masterErr("set waiting flag", err)
+	}
+	w.waiting = on
+	w.lastHeartbeat = time.Now()
+	w.idleSnap = ""
+	if on {
+		var t time.Time
+		if err := w.r.master.QueryRowContext(ctx, sqlSnapshot).Scan(&w.idleSnap, &t); err != nil {
+			return w.masterErr("take snapshot", err)
+		}
+	}
+	return nil
+}
+
+// connect opens the dedicated slave connection, makes sure no other process
+// applies to this slave, resolves in-doubt transactions and loads the
+// slave's position.
+func (w *worker) connect(ctx context.Context) error {
+	var installed bool
+	if err := w.r.master.QueryRowContext(ctx, sqlSchemaExists).Scan(&installed); err != nil {
+		return w.masterErr("connect", err)
+	}
+	if !installed {
+		return fmt.Errorf("master %s: %w", w.r.opts.Master.Name, ErrNotInstalled)
+	}
+	var ver int
+	if err := w.r.master.QueryRowContext(ctx, sqlNodeID).Scan(&w.masterID, &ver); err != nil {
+		return w.masterErr("read node id", err)
+	}
+	var regSnap string
+	var regBatch int64
+	var regTime time.Time
+	err := w.r.master.QueryRowContext(ctx, sqlRegistration, w.slave.Name).Scan(&regSnap, &regBatch, &regTime, &w.forward)
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("slave %s is not registered on master %s (run 'goreplica init')", w.slave.Name, w.r.opts.Master.Name)
+	}
+	if err != nil {
+		return w.masterErr("read registration", err)
+	}
+
+	conn, err := w.slaveDB.Conn(ctx)
+	if err != nil {
+		return w.slaveErr("connect", err)
+	}
+	w.conn = conn
+	if err := conn.QueryRowContext(ctx, sqlSchemaExists).Scan(&installed); err != nil {
+		return w.slaveErr("connect", err)
+	}
+	if !installed {
+		return fmt.Errorf("slave %s: %w", w.slave.Name, ErrNotInstalled)
+	}
+	var locked bool
+	if err := conn.QueryRowContext(ctx, sqlSlaveLock, w.masterID).Scan(&locked); err != nil {
+		return w.slaveErr("lock", err)
+	}
+	if !locked {
+		return fmt.Errorf("slave %s: another goreplica process is applying changes from master %s to it", w.slave.Name, w.r.opts.Master.Name)
+	}
+	if err := w.resolveInDoubt(ctx); err != nil {
+		return err
+	}
+	err = conn.QueryRowContext(ctx, sqlPosition, w.masterID).Scan(&w.pos.snapshot, &w.pos.batch)
+	if errors.Is(err, sql.ErrNoRows) {
+		// First run: start where the slave was registered.
+		if _, err := conn.ExecContext(ctx, sqlInsertPosition, w.masterID, w.r.opts.Master.Name, regSnap, regBatch, regTime); err != nil {
+			return w.slaveErr("create position", err)
+		}
+		w.pos = position{snapshot: regSnap, batch: regBatch}
+	} else if err != nil {
+		return w.slaveErr("read position", err)
+	}
+	if w.pos.batch < regBatch {
+		return fmt.Errorf("slave %s is at batch %d but master %s says batch %d was applied: was the slave restored from an older backup? Re-create it and run 'goreplica init'",
+			w.slave.Name, w.pos.batch, w.r.opts.Master.Name, regBatch)
+	}
+	if w.pos.batch > regBatch {
+		// Applied but not acknowledged (a stop between COMMIT and the ack).
+		if err := w.ack(ctx, w.pos, regTime); err != nil {
+			return err
+		}
+	}
+	w.lastAdvance = time.Now()
+	w.log.Info("connected", keyBatch, w.pos.batch, "two_phase", w.slave.TwoPhase)
+	return nil
+}
+
+// resolveInDoubt commits the prepared batches this (master, slave) pair left
+// behind, as decideInDoubt says.
+func (w *worker) resolveInDoubt(ctx context.Context) error {
+	rows, err := w.conn.QueryContext(ctx, sqlPrepared, gidPrefix(w.masterID, w.slave.Name))
+	if err != nil {
+		return w.slaveErr("list prepared transactions", err)
+	}
+	var gids []string
+	for rows.Next() {
+		var g string
+		if err := rows.Scan(&g); err != nil {
+			rows.Close()
+			return w.slaveErr("list prepared transactions", err)
+		}
+		gids = append(gids, g)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return w.slaveErr("list prepared transactions", err)
+	}
+	for _, g := range gids {
+		action, batch := decideInDoubt(g, w.masterID, w.slave.Name)
+		if action != inDoubtCommit {
+			continue
+		}
+		if _, err := w.conn.ExecContext(ctx, "COMMIT PREPARED "+pq.QuoteLiteral(g)); err != nil {
+			return w.slaveErr("commit in-doubt transaction "+g, err)
+		}
+		w.log.Info("committed in-doubt batch", keyGID, g, keyBatch, batch)
+	}
+	return nil
+}
+
+// ack records on the master the position a slave has applied.
+func (w *worker) ack(ctx context.Context, p position, snapTime time.Time) error {
+	if _, err := w.r.master.ExecContext(ctx, sqlAck, w.slave.Name, p.snapshot, p.batch, snapTime); err != nil {
+		return w.masterErr("acknowledge batch", err)
+	}
+	return nil
+}
+
+// drop abandons the slave connection (it may be inside a transaction).
+func (w *worker) drop() {
+	if w.conn == nil {
+		return
+	}
+	_ = w.conn.Raw(func(any) error { return driver.ErrBadConn })
+	_ = w.conn.Close()
+	w.conn = nil
+}
+
+// fail records an error: state on the master (best effort), log, alert.
+func (w *worker) fail(ctx context.Context, err error) {
+	w.drop()
+	w.waiting = false
+	state := StateError
+	var ce *ConflictError
+	switch {
+	case errors.As(err, &ce):
+		state = StateConflict
+	case isConnectionError(err):
+		state = StateUnreachable
+	}
+	w.setState(ctx, state, err)
+}
+
+// setState moves the worker to state, writing it to the master (best
+// effort), and logs and alerts on every change of state or error.
+func (w *worker) setState(ctx context.Context, state string, err error) {
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	}
+	if state == w.state && msg == w.lastErr {
+		return
+	}
+	prev := w.state
+	w.state, w.lastErr = state, msg
+	if _, e := w.r.master.ExecContext(ctx, sqlSetState, w.slave.Name, state, msg); e != nil && err == nil {
+		w.log.Warn("record state on master", keyError, e)
+	}
+	if err != nil {
+		w.log.Error("slave stopped", "state", state, keyError, err)
+	} else {
+		w.log.Info("slave state", "state", state, "was", prev)
+	}
+	w.alert(prev, state, err)
+}
+
+func (w *worker) alert(prev, state string, err error) {
+	a := w.r.opts.Alerter
+	if a == nil {
+		return
+	}
+	name := w.slave.Name
+	switch state {
+	case StateUnreachable:
+		a.Alert(Alert{Kind: AlertUnreachable, Slave: name, Err: err,
+			Summary: fmt.Sprintf("slave %s: replication interrupted, a database cannot be reached", name),
+			Body:    err.Error() + "\n\ngoreplica retries by itself with a capped back-off; nothing is lost."})
+	case StateConflict:
+		a.Alert(Alert{Kind: AlertConflict, Slave: name, Err: err,
+			Summary: fmt.Sprintf("slave %s stopped on a conflict", name),
+			Body: err.Error() + "\n\nThe batch was rolled back; nothing is lost and the other slaves go on. " +
+				"Fix the row on the slave (or the master), and goreplica applies again at its next retry. " +
+				"'goreplica status' shows the slave's state."})
+	case StateError:
+		a.Alert(Alert{Kind: AlertError, Slave: name, Err: err,
+			Summary: fmt.Sprintf("slave %s stopped on an error", name),
+			Body: err.Error() + "\n\nThe batch was rolled back; nothing is lost and the other slaves go on. " +
+				"goreplica retries with a capped back-off."})
+	case StateRunning:
+		switch prev {
+		case StateUnreachable:
+			a.Alert(Alert{Kind: AlertReachable, Slave: name,
+				Summary: fmt.Sprintf("slave %s: replication resumed, databases reachable again", name)})
+		case StateConflict, StateError:
+			a.Alert(Alert{Kind: AlertRecovered, Slave: name,
+				Summary: fmt.Sprintf("slave %s applies changes again", name)})
+		}
+	}
+}
+
+// shutdown marks the slave stopped on the master on the way out.
+func (w *worker) shutdown() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	w.drop()
+	if _, err := w.r.master.ExecContext(ctx, sqlSetWaiting, w.slave.Name, false); err == nil {
+		_, _ = w.r.master.ExecContext(ctx, sqlSetState, w.slave.Name, StateStopped, "")
+	}
+	w.log.Info("worker stopped", keyBatch, w.pos.batch)
+}
+
+func (w *worker) masterErr(op string, err error) error {
+	return fmt.Errorf("%s: master %s: %w", op, w.r.opts.Master.Name, err)
+}
+
+func (w *worker) slaveErr(op string, err error) error {
+	return fmt.Errorf("%s: slave %s: %w", op, w.slave.Name, err)
+}
+
+// isConnectionError reports whether err means a server could not be reached
+// or went away (as opposed to an error in what was asked of it).
+func isConnectionError(err error) bool {
+	var ne net.Error
+	var oe *net.OpError
+	if errors.As(err, &ne) || errors.As(err, &oe) || errors.Is(err, driver.ErrBadConn) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, sql.ErrConnDone) {
+		return true
+	}
+	var pe *pq.Error
+	if errors.As(err, &pe) {
+		c := string(pe.Code)
+		// 08: connection exception; 57P01-57P03: admin shutdown, crash
+		// shutdown, cannot connect now.
+		return strings.HasPrefix(c, "08") || c == "57P01" || c == "57P02" || c == "57P03"
+	}
+	return strings.Contains(err.Error(), "connection refused") || strings.Contains(err.Error(), "bad connection")
+}
