@@ -179,7 +179,7 @@ passwd = "x"`, []string{"mail.passwd: unknown key"}},
 		{"duration as number", `host = "h"
 from = "a@example.com"
 to = ["b@example.com"]
-min_interval = 600`, []string{"min_interval"}},
+min_interval = 600`, []string{"mail.min_interval: 600 is not a duration"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

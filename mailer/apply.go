@@ -12,7 +12,7 @@ type Apply struct {
 	Slave string
 	Table string // schema.table
 	Key   string // the primary key, e.g. "(id)=(42)"
-	TxID  int64  // the source transaction; 0 when unknown
+	TxID  string // the source transaction; "" when unknown
 	SQL   string // the statement as logged on the master
 	// Reason is the conflict ("insert_exists", "update_missing",
 	// "delete_missing"); for an apply error, Err says what failed.
@@ -32,6 +32,7 @@ var reasons = map[string]string{
 	"insert_exists":  "the row to insert is already on the slave",
 	"update_missing": "the row to update is not on the slave",
 	"delete_missing": "the row to delete is not on the slave",
+	"multiple_rows":  "the statement touched more than one row on the slave",
 }
 
 // Event returns the mail event: KindApplyError when Err is set, otherwise
@@ -58,9 +59,7 @@ func (a Apply) Event() Event {
 	line("slave", a.Slave)
 	line("table", a.Table)
 	line("key", a.Key)
-	if a.TxID != 0 {
-		line("txid", fmt.Sprint(a.TxID))
-	}
+	line("txid", a.TxID)
 	if a.Err != nil {
 		line("error", a.Err.Error())
 	} else if r := reasons[a.Reason]; r != "" {
@@ -101,11 +100,11 @@ func (a Apply) next() string {
 	}
 	switch a.Policy {
 	case "stop":
-		return fmt.Sprintf("goreplica status -c %s\nthen fix the row on %s, or pass this transaction (it is recorded): goreplica skip -c %s %s", cfg, a.Slave, cfg, a.Slave)
+		return fmt.Sprintf("goreplica status -c %s\nFix the row on %s (or on the master); goreplica applies again at its next retry and mails when it does.", cfg, a.Slave)
 	case "skip":
-		return fmt.Sprintf("goreplica compare -c %s %s\nand, if it differs, goreplica repair -c %s %s", cfg, a.Table, cfg, a.Table)
+		return fmt.Sprintf("Nothing stops; check %s on %s against the master when convenient (replica.conflicts on %s lists what was skipped).", a.Table, a.Slave, a.Slave)
 	case "resync":
-		return fmt.Sprintf("nothing is required; goreplica compare -c %s %s checks the table", cfg, a.Table)
+		return fmt.Sprintf("Nothing is required; goreplica status -c %s shows the slave.", cfg)
 	}
 	return ""
 }

@@ -26,7 +26,7 @@ func Example() {
 		Body: "master paris: host=db-paris dbname=shop password=xxxxx"})
 
 	// A slave met a conflict; later it applies again.
-	m.Notify(mailer.Apply{Slave: "lyon", Table: "public.orders", Key: "(id)=(42)", TxID: 81234,
+	m.Notify(mailer.Apply{Slave: "lyon", Table: "public.orders", Key: "(id)=(42)", TxID: "81234",
 		SQL: "UPDATE public.orders SET qty = 3 WHERE id = 42", Reason: "update_missing", Policy: "stop",
 		ConfigPath: "/etc/goreplica/goreplica.toml"}.Event())
 	m.Notify(mailer.Event{Kind: mailer.KindRecovered, Slave: "lyon", Summary: "lyon applying again"})
