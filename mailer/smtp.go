@@ -81,6 +81,10 @@ func (o Options) client(h *connHolder) (*gomail.Client, error) {
 			c = t
 		}
 		h.set(c)
+		if err := ctx.Err(); err != nil { // cancelled while dialling: h.close may have run already
+			_ = c.Close()
+			return nil, err
+		}
 		return c, nil
 	}
 	co := []gomail.Option{gomail.WithPort(o.Port), gomail.WithTimeout(o.Timeout), gomail.WithTLSConfig(tc),
@@ -178,7 +182,7 @@ func temporary(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) ||
 		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
-		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET)
+		refused(err) || errors.Is(err, syscall.ECONNRESET)
 }
 
 func tlsProblem(err error) bool {
@@ -207,7 +211,7 @@ func describe(o Options, err error) string {
 	)
 	msg := err.Error()
 	switch {
-	case errors.Is(err, syscall.ECONNREFUSED):
+	case refused(err):
 		return fmt.Sprintf("connection refused by %s: no SMTP server listens there (check mail.host and mail.port)", addr)
 	case errors.As(err, &dns):
 		return fmt.Sprintf("cannot resolve mail.host %q: %v", o.Host, dns.Err)
