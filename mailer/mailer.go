@@ -71,11 +71,16 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Host == "" {
 		errs = append(errs, errors.New("mail host: required"))
 	}
+	probe := gomail.NewMsg()
 	if o.From == "" {
 		errs = append(errs, errors.New("mail from: required"))
+	} else if err := probe.From(o.From); err != nil {
+		errs = append(errs, fmt.Errorf("mail from %q: %w", o.From, err))
 	}
 	if len(o.To) == 0 {
 		errs = append(errs, errors.New("mail to: at least one recipient is required"))
+	} else if err := probe.To(o.To...); err != nil {
+		errs = append(errs, fmt.Errorf("mail to: %w", err))
 	}
 	if _, err := o.client(&connHolder{}); err != nil {
 		errs = append(errs, err)

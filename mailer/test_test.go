@@ -177,4 +177,10 @@ func TestOptionsChecked(t *testing.T) {
 			t.Errorf("error %q lacks %q", err, want)
 		}
 	}
+	_, err = New(Options{Host: "h", From: "not an address", To: []string{"dba@example.com", "nobody"}}, nil)
+	for _, want := range []string{`mail from "not an address"`, "mail to:"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v lacks %q", err, want)
+		}
+	}
 }
