@@ -205,10 +205,10 @@ func newMailer(opts Options, logger *slog.Logger, set settings) (*Mailer, error)
 
 // Notify reports an event. It never blocks and never does I/O: the
 // throttle decides at once whether the event becomes a mail, and a mail
-// that does not fit in the queue is dropped and counted. After Close it
-// does nothing.
+// that does not fit in the queue is dropped and counted. After Close, or
+// on a nil *Mailer (no [mail] configured), it does nothing.
 func (m *Mailer) Notify(e Event) {
-	if m.wanted != nil && !m.wanted[e.Kind] {
+	if m == nil || (m.wanted != nil && !m.wanted[e.Kind]) {
 		return
 	}
 	if e.Time.IsZero() {
@@ -269,8 +269,11 @@ func (m *Mailer) poke() {
 // Close stops accepting events, queues the digests still held back, and
 // gives the queue until ctx's deadline to go out (plus at most one Timeout
 // for a conversation in progress). It returns an error counting the mails
-// that did not go out.
+// that did not go out. Closing a nil *Mailer does nothing.
 func (m *Mailer) Close(ctx context.Context) error {
+	if m == nil {
+		return nil
+	}
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()

@@ -184,3 +184,11 @@ func TestOptionsChecked(t *testing.T) {
 		}
 	}
 }
+
+func TestNilMailer(t *testing.T) {
+	var m *Mailer
+	m.Notify(Event{Kind: KindStart})
+	if err := m.Close(context.Background()); err != nil {
+		t.Errorf("Close on nil: %v", err)
+	}
+}
