@@ -221,6 +221,8 @@ func describe(o Options, err error) string {
 		return fmt.Sprintf("TLS handshake with %s failed: it does not speak TLS on this port (tls = %q)", addr, o.TLS)
 	case tlsProblem(err):
 		return fmt.Sprintf("TLS certificate of %s not accepted: %v", addr, innermost(err))
+	case errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()):
+		return fmt.Sprintf("no answer from %s within %s (server down or slow, or a firewall drops the port)", addr, o.Timeout)
 	case errors.Is(err, gosmtp.ErrUnencrypted):
 		return fmt.Sprintf("auth refused: the connection to %s is not encrypted and the password would go in clear (use tls = \"mandatory\")", addr)
 	case strings.Contains(msg, "server does not support SMTP AUTH type"):
@@ -244,8 +246,6 @@ func describe(o Options, err error) string {
 			return fmt.Sprintf("message refused by %s: %v", addr, err)
 		}
 		return fmt.Sprintf("sending to %s: %v", addr, err)
-	case errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()):
-		return fmt.Sprintf("no answer from %s within %s (server down or slow, or a firewall drops the port)", addr, o.Timeout)
 	case errors.As(err, &te):
 		return fmt.Sprintf("%s answered %d %s", addr, te.Code, te.Msg)
 	}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"syscall"
 	"testing"
+	"time"
 )
 
 func TestTemporary(t *testing.T) {
@@ -62,5 +63,13 @@ func TestImplicitTLS(t *testing.T) {
 		if got := (Options{TLS: tt.tls, Port: tt.port}).implicitTLS(); got != tt.want {
 			t.Errorf("tls %q port %d: implicit = %v, want %v", tt.tls, tt.port, got, tt.want)
 		}
+	}
+}
+
+func TestDescribeTimeoutDuringAuth(t *testing.T) {
+	o := Options{Host: "smtp.example.com", Port: 587, Timeout: 10 * time.Second}
+	err := fmt.Errorf("SMTP AUTH failed: %w", &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded})
+	if got, want := describe(o, err), "no answer from smtp.example.com:587 within 10s (server down or slow, or a firewall drops the port)"; got != want {
+		t.Errorf("describe = %q, want %q", got, want)
 	}
 }
