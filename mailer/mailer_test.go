@@ -502,3 +502,25 @@ func TestRetryTemporary(t *testing.T) {
 		t.Errorf("a refused recipient was retried or not named:\n%s", out)
 	}
 }
+
+// BenchmarkNotify measures what an alert costs the goroutine raising it
+// while the SMTP server is unreachable: the throttle's decision and, at
+// most, a non-blocking queue send.
+func BenchmarkNotify(b *testing.B) {
+	m, err := New(Options{Host: "127.0.0.1", Port: 1, From: "a@example.com", To: []string{"b@example.com"},
+		TLS: "none", Timeout: time.Second, QueueSize: 8}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		_ = m.Close(ctx)
+	}()
+	slaves := []string{"lyon", "nantes", "lille", "brest"}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		m.Notify(Event{Kind: KindConflict, Slave: slaves[i%len(slaves)], Summary: "conflict"})
+	}
+}
