@@ -18,6 +18,8 @@ type Config struct {
 	Master    Master    `toml:"master"`
 	Slaves    []Slave   `toml:"slave"`
 	Replicate Replicate `toml:"replicate"`
+	// Mail is the optional [mail] section; nil means no alert e-mail.
+	Mail *Mail `toml:"mail"`
 
 	// Path is the absolute path the configuration was read from.
 	Path string `toml:"-"`
@@ -169,9 +171,13 @@ func Load(path string) (*Config, error) {
 // Parse decodes and validates a configuration held in a string.
 func Parse(text string) (*Config, error) {
 	cfg := Defaults()
+	cfg.Mail = DefaultMail()
 	md, err := toml.Decode(text, &cfg)
 	if err != nil {
 		return nil, err
+	}
+	if !md.IsDefined("mail") {
+		cfg.Mail = nil
 	}
 	var errs []error
 	for _, k := range md.Undecoded() {
@@ -262,6 +268,9 @@ func (c *Config) expand() []error {
 	for i := range c.Slaves {
 		exp(fmt.Sprintf("slave[%d]", i), &c.Slaves[i].DSN, c.Slaves[i].PasswordFile)
 	}
+	if c.Mail != nil {
+		errs = append(errs, c.Mail.expand()...)
+	}
 	return errs
 }
 
@@ -329,5 +338,8 @@ func (c *Config) Validate() []error {
 	positive("replicate.poll_interval", c.Replicate.PollInterval)
 	positive("replicate.purge_interval", c.Replicate.PurgeInterval)
 	positive("replicate.max_backoff", c.Replicate.MaxBackoff)
+	if c.Mail != nil {
+		errs = append(errs, c.Mail.validate()...)
+	}
 	return errs
 }

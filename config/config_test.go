@@ -10,6 +10,7 @@ import (
 
 func TestSampleDecodesStrictly(t *testing.T) {
 	t.Setenv("LYON_PASSWORD", "s3cret")
+	t.Setenv("GOREPLICA_SMTP_PASSWORD", "smtp-s3cret")
 	cfg, err := Load("../sample.toml")
 	if err != nil {
 		t.Fatalf("sample.toml: %v", err)
