@@ -32,10 +32,20 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	return daemon(ctx, cfg, logger)
 }
 
-// daemon replicates until ctx is cancelled.
-func daemon(ctx context.Context, cfg *config.Config, logger *slog.Logger) error {
+// daemon replicates until ctx is cancelled. With a [mail] section it mails
+// on start, stop and every alert the replicator raises.
+func daemon(ctx context.Context, cfg *config.Config, logger *slog.Logger) (err error) {
 	opts := replicatorOptions(cfg)
 	opts.Logger = logger
+	m, err := startMailer(cfg, logger)
+	if err != nil {
+		return err
+	}
+	if m != nil {
+		opts.Alerter = mailAlerter{m: m, configPath: cfg.Path}
+		opts.LagAlert = cfg.Mail.LagAlert.Duration
+	}
+	defer func() { stopMailer(m, err, logger) }()
 	l, err := notify.Listen(cfg.Master.DSN.Reveal(), logger)
 	if err != nil {
 		return err
