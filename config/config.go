@@ -93,8 +93,18 @@ type Secret string
 // Reveal returns the secret value.
 func (s Secret) Reveal() string { return string(s) }
 
-// String returns the value with passwords masked.
-func (s Secret) String() string { return MaskDSN(string(s)) }
+// String returns the value with passwords masked: a DSN shows everything
+// but its password, any other secret (a bare password) shows as "xxxxx".
+func (s Secret) String() string {
+	v := string(s)
+	switch {
+	case v == "":
+		return ""
+	case !strings.Contains(v, "=") && !strings.Contains(v, "://"):
+		return "xxxxx"
+	}
+	return MaskDSN(v)
+}
 
 // MarshalText implements encoding.TextMarshaler with the masked value.
 func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }

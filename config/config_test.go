@@ -109,6 +109,9 @@ func TestMaskDSN(t *testing.T) {
 		{"postgres://host/db?password=secret", "postgres://host/db?password=xxxxx"},
 		{"host=a dbname=b", "host=a dbname=b"},
 	}
+	if got := Secret("hunter2").String(); got != "xxxxx" {
+		t.Errorf("a bare secret prints as %q", got)
+	}
 	for _, tt := range tests {
 		if got := MaskDSN(tt.in); got != tt.want {
 			t.Errorf("MaskDSN(%q) = %q, want %q", tt.in, got, tt.want)
