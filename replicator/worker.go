@@ -32,8 +32,13 @@ const advanceEvery = 10 * time.Second
 const heartbeatEvery = 5 * time.Second
 
 // fastPoll is how often an idle worker rescans while transactions that may
-// have missed its "waiting" flag are still running.
-const fastPoll = 10 * time.Millisecond
+// have missed its "waiting" flag are still running, for at most
+// fastPollFor: after that a transaction still running (a long one) is
+// picked up by the ordinary poll.
+const (
+	fastPoll    = 10 * time.Millisecond
+	fastPollFor = time.Second
+)
 
 // finishTimeout bounds the work that must end after a stop request: the
 // master acknowledgement and COMMIT PREPARED of a prepared batch.
@@ -62,7 +67,8 @@ type worker struct {
 	lastAdvance   time.Time
 	lastHeartbeat time.Time
 	waiting       bool
-	idleSnap      string // snapshot taken just after the waiting flag was set
+	idleSnap      string    // snapshot taken just after the waiting flag was set
+	idleSince     time.Time // when the waiting flag was set
 
 	state   string
 	lastErr string
@@ -162,6 +168,9 @@ func (w *worker) idle(ctx context.Context) error {
 		return w.setWaiting(ctx, true)
 	}
 	wait := w.r.opts.PollInterval
+	if w.idleSnap != "" && time.Since(w.idleSince) > fastPollFor {
+		w.idleSnap = ""
+	}
 	if w.idleSnap != "" {
 		var running bool
 		if err := w.r.master.QueryRowContext(ctx, sqlInProgress, w.idleSnap).Scan(&running); err != nil {
@@ -197,10 +206,10 @@ func (w *worker) setWaiting(ctx context.Context, on bool) error {
 	w.lastHeartbeat = time.Now()
 	w.idleSnap = ""
 	if on {
-		var t time.Time
-		if err := w.r.master.QueryRowContext(ctx, sqlSnapshot).Scan(&w.idleSnap, &t); err != nil {
+		if err := w.r.master.QueryRowContext(ctx, sqlSnapshot).Scan(&w.idleSnap, &w.idleSince); err != nil {
 			return w.masterErr("take snapshot", err)
 		}
+		w.idleSince = time.Now()
 	}
 	return nil
 }
