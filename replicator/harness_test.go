@@ -16,6 +16,7 @@ import (
 
 	"github.com/goreplica/goreplica/notify"
 	"github.com/goreplica/goreplica/pgserver"
+	"github.com/goreplica/goreplica/pgserver/pgtest"
 )
 
 // Most tests share two servers (a master server and a slave server) and
@@ -66,15 +67,7 @@ func servers(t *testing.T) (*pgserver.Server, *pgserver.Server) {
 	return sharedMaster, sharedSlave
 }
 
-func requireBinaries(t *testing.T) {
-	t.Helper()
-	if _, err := pgserver.BinariesAvailable(pgserver.Options{}); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%v (CI is set: not skipping)", err)
-		}
-		t.Skip(err)
-	}
-}
+func requireBinaries(t *testing.T) { pgtest.RequireBinaries(t, pgserver.Options{}) }
 
 // ownServer starts a server for one test.
 func ownServer(t *testing.T, settings map[string]string) *pgserver.Server {

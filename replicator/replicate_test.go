@@ -329,12 +329,7 @@ func TestOutagesOfSlaveAndMaster(t *testing.T) {
 	if err := ms.Restart(ctx); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, func() string {
-		if _, err := e.master.ExecContext(ctx, `INSERT INTO t VALUES (1000, 'after master restart')`); err != nil {
-			return err.Error()
-		}
-		return ""
-	})
+	e.insertWhenUp(ctx, 1000, "after master restart")
 	e.waitConverged(60*time.Second, "t")
 
 	// A master crash (kill -9) too.
@@ -344,13 +339,19 @@ func TestOutagesOfSlaveAndMaster(t *testing.T) {
 	if err := ms.Restart(ctx); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, func() string {
-		if _, err := e.master.ExecContext(ctx, `INSERT INTO t VALUES (1001, 'after master crash')`); err != nil {
+	e.insertWhenUp(ctx, 1001, "after master crash")
+	e.waitConverged(60*time.Second, "t")
+}
+
+// insertWhenUp inserts a row into t on the master as soon as it accepts it.
+func (e *env) insertWhenUp(ctx context.Context, id int, v string) {
+	e.t.Helper()
+	waitFor(e.t, 30*time.Second, func() string {
+		if _, err := e.master.ExecContext(ctx, `INSERT INTO t VALUES ($1, $2)`, id, v); err != nil {
 			return err.Error()
 		}
 		return ""
 	})
-	e.waitConverged(60*time.Second, "t")
 }
 
 // A conflict stops that slave only, with an error naming slave, table, key
