@@ -8,6 +8,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/goreplica/goreplica/pgserver"
+	"github.com/goreplica/goreplica/pgserver/pgtest"
 )
 
 // TestInitWithoutPreparedTransactions: a two-phase slave on a server with
@@ -164,4 +167,77 @@ poll_interval = "200ms"
 			t.Errorf("output prints the password from password_file:\n%s", out)
 		}
 	}
+}
+
+// TestMasterDownWhileRunning: the master server goes away and comes back;
+// status says the master is unreachable meanwhile, and the daemon, never
+// restarted, replicates the changes made after the master's return.
+func TestMasterDownWhileRunning(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t, 2*time.Minute)
+	_, ss := servers(t)
+	own := pgtest.Start(t, pgserver.Options{})
+	master := newDB(t, own, "mdown_master")
+	slaves := []database{newDB(t, ss, "mdown_a"), newDB(t, ss, "mdown_b")}
+	execAll(t, `CREATE TABLE t (id int PRIMARY KEY, v text)`, append([]database{master}, slaves...)...)
+	cfg := writeConfig(t, configFile{
+		master: node{name: "m", dsn: master.dsn()},
+		slaves: []node{{name: "a", dsn: slaves[0].dsn()}, {name: "b", dsn: slaves[1].dsn(), twoPhase: boolp(false)}},
+	})
+	mustRun(t, nil, "init", "-c", cfg)
+	d := startDaemon(t, cfg)
+	execAll(t, `INSERT INTO t SELECT g, 'before' FROM generate_series(1, 100) g`, master)
+	waitConverged(ctx, t, master, slaves, "t")
+
+	if err := own.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st, r := status(t, cfg)
+	if st.MasterReachable {
+		t.Errorf("status --json says the master is reachable while it is down\n%s", r)
+	}
+	human := mustRun(t, nil, "status", "-c", cfg)
+	if !strings.Contains(human.stdout, "master m: UNREACHABLE") {
+		t.Errorf("status does not say the master is unreachable\n%s", human)
+	}
+	d.requireAlive()
+
+	if err := own.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	execAll(t, `INSERT INTO t SELECT g, 'after' FROM generate_series(101, 200) g; UPDATE t SET v = 'changed' WHERE id % 2 = 0`, master)
+	waitConverged(ctx, t, master, slaves, "t")
+	waitAllCaughtUp(ctx, t, cfg, 2)
+	d.stop()
+}
+
+// TestPgbenchFullTPCB: the full TPC-B-like script updates the single
+// branch and ten tellers from every client: the same rows change in
+// concurrent transactions, and each slave must end with the master's
+// values (changes to a row applied in the master's order).
+func TestPgbenchFullTPCB(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t, 2*time.Minute)
+	ms, ss := servers(t)
+	master := newDB(t, ms, "tpcb_master")
+	slaves := []database{newDB(t, ss, "tpcb_2pc"), newDB(t, ss, "tpcb_1pc")}
+	pgbench(ctx, t, master, "-i", "-s", "1", "-q", master.name)
+	execAll(t, `ALTER TABLE pgbench_history ADD COLUMN id bigserial PRIMARY KEY`, master)
+	for _, s := range slaves {
+		copyDatabase(ctx, t, master, s)
+	}
+	cfg := writeConfig(t, configFile{
+		master: node{name: "bank", dsn: master.dsn()},
+		slaves: []node{
+			{name: "two-phase", dsn: slaves[0].dsn(), twoPhase: boolp(true)},
+			{name: "one-phase", dsn: slaves[1].dsn(), twoPhase: boolp(false)},
+		},
+	})
+	mustRun(t, nil, "init", "-c", cfg)
+	d := startDaemon(t, cfg)
+	out := pgbench(ctx, t, master, "-c", "4", "-j", "2", "-T", "10", "-n", master.name)
+	t.Logf("pgbench:\n%s", lastLines(out, 6))
+	waitConverged(ctx, t, master, slaves, pgbenchTables...)
+	waitAllCaughtUp(ctx, t, cfg, len(slaves))
+	d.stop()
 }

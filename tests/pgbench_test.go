@@ -34,17 +34,7 @@ func testPgbench(t *testing.T, interrupt func(*daemon)) {
 	master := newDB(t, ms, "pgbench_master")
 	slaves := []database{newDB(t, ss, "pgbench_2pc"), newDB(t, ss, "pgbench_1pc")}
 
-	bench := func(args ...string) *bytes.Buffer {
-		cmd := ms.Command(ctx, "pgbench", args...)
-		cmd.Dir = os.TempDir()
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
-		if err := cmd.Run(); err != nil {
-			t.Fatalf("pgbench %s: %v\n%s", strings.Join(args, " "), err, out.String())
-		}
-		return &out
-	}
-	bench("-i", "-s", "1", "-q", master.name)
+	pgbench(ctx, t, master, "-i", "-s", "1", "-q", master.name)
 	execAll(t, `ALTER TABLE pgbench_history ADD COLUMN id bigserial PRIMARY KEY`, master)
 	for _, s := range slaves {
 		copyDatabase(ctx, t, master, s)
@@ -131,4 +121,17 @@ func lastLines(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// pgbench runs pgbench against d's server and returns its output.
+func pgbench(ctx context.Context, t *testing.T, d database, args ...string) string {
+	t.Helper()
+	cmd := d.srv.Command(ctx, "pgbench", args...)
+	cmd.Dir = os.TempDir()
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("pgbench %s: %v\n%s", strings.Join(args, " "), err, out.String())
+	}
+	return out.String()
 }
