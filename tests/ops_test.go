@@ -149,7 +149,7 @@ func TestSlaveDownWhileRunning(t *testing.T) {
 		outputs = append(outputs, r.String())
 		return r
 	}
-	status := func(t *testing.T, cfg string) (statusJSON, result) {
+	statusWithEnv := func() (statusJSON, result) {
 		t.Helper()
 		st, r := status(t, cfg, env...)
 		outputs = append(outputs, r.String())
@@ -167,7 +167,7 @@ func TestSlaveDownWhileRunning(t *testing.T) {
 	waitConverged(ctx, t, master, []database{up}, "t")
 	waitFor(ctx, t, "status shows slave down unreachable, slave up caught up", func(context.Context) (bool, string) {
 		d.requireAlive()
-		st, r := status(t, cfg)
+		st, r := statusWithEnv()
 		ok := len(st.Slaves) == 2
 		for _, s := range st.Slaves {
 			switch s.Name {
@@ -193,7 +193,7 @@ func TestSlaveDownWhileRunning(t *testing.T) {
 	execAll(t, `INSERT INTO t VALUES (1000, 'after restart')`, master)
 	waitConverged(ctx, t, master, []database{up, down}, "t")
 	waitFor(ctx, t, "status: every slave running and caught up", func(context.Context) (bool, string) {
-		st, r := status(t, cfg)
+		st, r := statusWithEnv()
 		ok := len(st.Slaves) == 2
 		for _, s := range st.Slaves {
 			ok = ok && s.State == "running" && s.PendingEvents == 0 && len(s.InDoubt) == 0 && s.LastError == ""
@@ -238,7 +238,7 @@ func TestStopSignals(t *testing.T) {
 		for i := 1; wctx.Err() == nil; i++ {
 			_, err := master.db.ExecContext(wctx, `INSERT INTO t SELECT $1::int8 * 1000 + g FROM generate_series(1, 50) g`, i)
 			if err == nil {
-				_, err = master.db.ExecContext(wctx, `UPDATE t SET v = v + 1 WHERE id % 7 = $1::int8 % 7`, i)
+				_, err = master.db.ExecContext(wctx, `UPDATE t SET v = v + 1 WHERE id > ($1::int8 - 2) * 1000 AND id % 7 = $1::int8 % 7`, i)
 			}
 			if err != nil && wctx.Err() == nil {
 				writeErr <- err
