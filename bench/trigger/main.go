@@ -13,6 +13,10 @@
 //	                  LISTENs: one NOTIFY per transaction, the worst case
 //	pgq_sqltriga      PgQ's C trigger (Debian package postgresql-15-pgq3), when installed
 //
+// Diagnostic variants (probe_*, see probe.go) take one ingredient out of
+// goreplica's trigger to show what it costs; they run only when named in
+// VARIANTS.
+//
 // Knobs (environment): ROWS [20000] transactions per run with
 // synchronous_commit off, ROWS_SYNC_ON [5000] with it on (each commit waits
 // for a WAL flush: hundreds to a few thousand tps here), TABLE_ROWS [100000]
@@ -244,10 +248,19 @@ func (b *bench) once(ctx context.Context, wl, sync, v string, clients int, pinCP
 	case "pgq_sqltriga":
 		reset = append(reset, `CREATE TRIGGER bench_pgq AFTER INSERT OR UPDATE OR DELETE ON test FOR EACH ROW EXECUTE FUNCTION pgq.sqltriga('bench')`)
 	default:
-		return smp, fmt.Errorf("unknown variant %q (none, goreplica, goreplica_notify, pgq_sqltriga)", v)
+		if _, ok := probes[v]; !ok {
+			return smp, fmt.Errorf("unknown variant %q (none, goreplica, goreplica_notify, pgq_sqltriga, or a probe: %s)", v, probeNames())
+		}
+		reset = append(reset, `SELECT replica.capture('test')`)
 	}
+	reset = append([]string{`CREATE INDEX IF NOT EXISTS replica_log_txid ON replica.replica_log (txid)`}, reset...)
 	if err := rig.Exec(ctx, b.db, reset...); err != nil {
 		return smp, err
+	}
+	if probe := probes[v]; probe != nil {
+		if err := probe(ctx, b.db); err != nil {
+			return smp, fmt.Errorf("probe %s: %w", v, err)
+		}
 	}
 	script := map[string]string{"insert": "insert.sql", "update": "update.sql"}[wl]
 	if script == "" {
@@ -270,10 +283,11 @@ func (b *bench) once(ctx context.Context, wl, sync, v string, clients int, pinCP
 	smp.tps = res.TPS
 	q := `SELECT 0::int8`
 	switch v {
-	case "goreplica", "goreplica_notify":
-		q = `SELECT count(*) FROM replica.replica_log`
+	case "none":
 	case "pgq_sqltriga":
 		q = `SELECT count(*) FROM ` + b.pgqData
+	default:
+		q = `SELECT count(*) FROM replica.replica_log`
 	}
 	if err := b.db.QueryRowContext(ctx, q).Scan(&smp.logged); err != nil {
 		return smp, err
