@@ -20,7 +20,9 @@
 //
 // Knobs (environment): RATE [500] tps, SECS [30], CLIENTS [2],
 // CONSUMERS ["goreplica_2pc goreplica_1pc native"], POLL [1s] goreplica's
-// poll_interval.
+// poll_interval, DAEMON_MASTER_OPTIONS [""] key=value settings appended to
+// the daemon's master DSN (an experiment: "synchronous_commit=off" makes its
+// acknowledgements and flag updates asynchronous).
 package main
 
 import (
@@ -66,6 +68,7 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("POLL: %w", err)
 	}
+	masterOpts := k.String("DAEMON_MASTER_OPTIONS", "")
 	command := k.Command("./bench/latency")
 
 	o := rig.PairOptions{
@@ -73,6 +76,9 @@ func run(ctx context.Context) error {
 		MasterSettings: map[string]string{"track_commit_timestamp": "on"},
 		SlaveSettings:  map[string]string{"track_commit_timestamp": "on"},
 		Poll:           poll,
+		// An experiment knob: settings for the daemon's master sessions,
+		// e.g. DAEMON_MASTER_OPTIONS=synchronous_commit=off.
+		MasterDSNOptions: masterOpts,
 	}
 	for _, c := range consumers {
 		switch c {
@@ -111,6 +117,9 @@ func run(ctx context.Context) error {
 	fmt.Println()
 	rig.Header("latency: commit on the master to visible on the slave at a steady rate", command)
 	fmt.Printf("# pgbench -R %d -T %d, %d clients, single-row INSERT transactions, synchronous_commit on; goreplica poll_interval %v (wake-ups by NOTIFY)\n", rate, secs, clients, poll)
+	if masterOpts != "" {
+		fmt.Printf("# the daemon's master DSN has %q appended\n", masterOpts)
+	}
 	fmt.Println("# visible = slave commit time - master commit time (track_commit_timestamp); applied = slave applied_at - master now() (anchor's measure)")
 	fmt.Println("# targets (DESIGN.md): visible p50 < 10 ms, p99 < 50 ms; anchors: Londiste p50 1260 / p99 2850 ms, native p50 1 / p99 4 ms")
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)

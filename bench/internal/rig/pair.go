@@ -36,6 +36,10 @@ type PairOptions struct {
 	Slaves                        []Slave // fed by goreplica
 	Native                        string  // database fed by a native subscription; "" for none
 	Poll                          time.Duration
+	// MasterDSNOptions are appended to the master DSN of the goreplica
+	// configurations (not of the benchmark's own connections), such as
+	// "synchronous_commit=off": lib/pq sends unknown keys as settings.
+	MasterDSNOptions string
 }
 
 // Pair is a master server and a slave server on this machine: table test on
@@ -119,7 +123,11 @@ func StartPair(ctx context.Context, o PairOptions) (_ *Pair, err error) {
 	for i := range p.Slaves {
 		s := &p.Slaves[i]
 		s.Config = filepath.Join(p.Dir, s.Name+".toml")
-		c := Config{MasterDSN: p.Master.DSN(MasterDB), Slave: s.Name, SlaveDSN: p.Slave.DSN(s.Name), TwoPhase: s.TwoPhase, Poll: o.Poll}
+		mdsn := p.Master.DSN(MasterDB)
+		if o.MasterDSNOptions != "" {
+			mdsn += " " + o.MasterDSNOptions
+		}
+		c := Config{MasterDSN: mdsn, Slave: s.Name, SlaveDSN: p.Slave.DSN(s.Name), TwoPhase: s.TwoPhase, Poll: o.Poll}
 		if err := c.Write(s.Config); err != nil {
 			return nil, err
 		}
