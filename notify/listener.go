@@ -3,8 +3,10 @@ package notify
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"sync"
 	"time"
 
@@ -20,6 +22,7 @@ type Listener struct {
 	l         *pq.Listener
 	log       *slog.Logger
 	done      chan struct{}
+	listening chan struct{} // closed once the first LISTEN is in place
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 	closeErr  error
@@ -30,18 +33,30 @@ type Listener struct {
 	got uint64
 }
 
-// Listen starts listening on Channel. It returns at once: if the master is
-// down the listener keeps retrying (lib/pq's reconnect loop, between 100ms
-// and 10s), and every (re)connection wakes all subscribers.
+// Listen starts listening on Channel. It returns at once, even when the
+// master is down: the listener keeps retrying (lib/pq's reconnect loop,
+// between 100ms and 10s), and every (re)connection wakes all subscribers,
+// the first one included, so that whatever was committed before LISTEN took
+// effect is rescanned.
 func Listen(dsn string, logger *slog.Logger) (*Listener, error) {
-	n := &Listener{dsn: dsn, log: logger, done: make(chan struct{})}
+	n := &Listener{dsn: dsn, log: logger, done: make(chan struct{}), listening: make(chan struct{})}
 	n.l = pq.NewListener(dsn, 100*time.Millisecond, 10*time.Second, n.event)
-	if err := n.l.Listen(Channel); err != nil && err != pq.ErrChannelAlreadyOpen {
-		// Not connected yet: lib/pq remembers the channel and LISTENs on connect.
-		logger.Warn("listen on master: will retry", "error", err)
-	}
 	n.wg.Add(1)
-	go n.loop()
+	go func() {
+		defer n.wg.Done()
+		// lib/pq's Listen blocks until the first connection is made (or
+		// the listener is closed), LISTEN included.
+		err := n.l.Listen(Channel)
+		if errors.Is(err, net.ErrClosed) {
+			return
+		}
+		if err != nil && !errors.Is(err, pq.ErrChannelAlreadyOpen) {
+			logger.Warn("listen on master", "error", err)
+		}
+		close(n.listening)
+		n.wakeAll()
+		n.loop()
+	}()
 	return n, nil
 }
 
@@ -59,7 +74,6 @@ func (n *Listener) event(ev pq.ListenerEventType, err error) {
 }
 
 func (n *Listener) loop() {
-	defer n.wg.Done()
 	ping := time.NewTicker(30 * time.Second)
 	defer ping.Stop()
 	for {
@@ -117,7 +131,7 @@ func (n *Listener) verify() {
 		}
 		n.log.Warn("notifications do not arrive after reconnecting: listening again", "attempt", attempt)
 		_ = n.l.Unlisten(Channel)
-		if err := n.l.Listen(Channel); err != nil && err != pq.ErrChannelAlreadyOpen {
+		if err := n.l.Listen(Channel); err != nil && !errors.Is(err, pq.ErrChannelAlreadyOpen) {
 			n.log.Warn("listen again", "error", err)
 		}
 	}
@@ -139,6 +153,18 @@ func (n *Listener) Subscribe() <-chan struct{} {
 // never arrives usually means the DSN goes through a pooler in transaction
 // mode (pgbouncer pool_mode = transaction), which cannot carry LISTEN.
 func (n *Listener) Check(ctx context.Context, dsn string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	wait := time.NewTimer(timeout)
+	defer wait.Stop()
+	select {
+	case <-n.listening:
+	case <-n.done:
+		return net.ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-wait.C:
+		return fmt.Errorf("not listening on the master after %s: it cannot be reached (replication waits for it)", timeout)
+	}
 	n.mu.Lock()
 	before := n.got
 	n.mu.Unlock()
@@ -150,7 +176,6 @@ func (n *Listener) Check(ctx context.Context, dsn string, timeout time.Duration)
 	if _, err := db.ExecContext(ctx, "SELECT pg_notify($1, '')", Channel); err != nil {
 		return fmt.Errorf("send test notification: %w", err)
 	}
-	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		n.mu.Lock()
 		got := n.got
@@ -171,8 +196,10 @@ func (n *Listener) Check(ctx context.Context, dsn string, timeout time.Duration)
 func (n *Listener) Close() error {
 	n.closeOnce.Do(func() {
 		close(n.done)
-		n.wg.Wait()
+		// Closing lib/pq's listener first unblocks a Listen still waiting
+		// for the first connection.
 		n.closeErr = n.l.Close()
+		n.wg.Wait()
 	})
 	return n.closeErr
 }

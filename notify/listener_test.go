@@ -2,8 +2,10 @@ package notify
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -93,5 +95,40 @@ func drain(c <-chan struct{}) {
 		default:
 			return
 		}
+	}
+}
+
+// A master that is down when the daemon starts must not hold up Listen nor
+// Close: the daemon starts, retries, and stops on request.
+func TestListenAndCloseWhileMasterDown(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	dsn := fmt.Sprintf("host=127.0.0.1 port=%d dbname=x user=x sslmode=disable connect_timeout=2", port)
+	done := make(chan error, 1)
+	go func() {
+		l, err := Listen(dsn, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		if err != nil {
+			done <- err
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := l.Check(ctx, dsn, 300*time.Millisecond); err == nil || !strings.Contains(err.Error(), "cannot be reached") {
+			done <- fmt.Errorf("Check with the master down = %v, want an error saying it cannot be reached", err)
+			return
+		}
+		done <- l.Close()
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Listen, Check or Close blocked while the master is down")
 	}
 }

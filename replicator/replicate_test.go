@@ -555,6 +555,9 @@ func TestColumnAddedOnLiveMaster(t *testing.T) {
 	e.waitConverged(20*time.Second, "t")
 	e.exec(e.slaves[0], `ALTER TABLE t ADD COLUMN extra text`)
 	e.exec(e.master, `ALTER TABLE t ADD COLUMN extra text; INSERT INTO t VALUES (2, 'b', 'new column')`)
+	// A column is dropped on a slave once the slave has applied the changes
+	// that still name it (README, schema changes).
+	e.waitConverged(20*time.Second, "t")
 	e.exec(e.master, `ALTER TABLE t DROP COLUMN v; UPDATE t SET extra = 'changed' WHERE id = 1`)
 	e.exec(e.slaves[0], `ALTER TABLE t DROP COLUMN v`)
 	e.waitConverged(20*time.Second, "t")
