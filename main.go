@@ -45,6 +45,10 @@ func main() {
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	if err != nil {
+		var es exitStatus
+		if errors.As(err, &es) {
+			os.Exit(int(es))
+		}
 		fmt.Fprintln(os.Stderr, "goreplica: "+err.Error())
 		var ue usageError
 		if errors.As(err, &ue) {

@@ -11,30 +11,51 @@ import (
 	"time"
 
 	"github.com/goreplica/goreplica/config"
+	"github.com/goreplica/goreplica/logging"
 	"github.com/goreplica/goreplica/notify"
 	"github.com/goreplica/goreplica/replicator"
+	"github.com/goreplica/goreplica/service"
 )
 
 func init() {
 	verbs["run"] = verb{"run the replication daemon in the foreground", runRun}
 }
 
-func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func runRun(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs, c := newFlags("run", stderr)
+	name := fs.String("service", "", "run under the service manager as service `NAME` (the command line 'goreplica service install' registers has it)")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err.Error()}
 	}
-	cfg, err := config.Load(config.Resolve(*c))
-	if err != nil {
-		return err
+	if fs.NArg() > 0 {
+		return usageError{fmt.Sprintf("run: unexpected argument %q", fs.Arg(0))}
 	}
-	logger := newLogger(stderr)
-	return daemon(ctx, cfg, logger)
+	path := config.Resolve(*c)
+	run := func(ctx context.Context, ready func()) error {
+		cfg, err := config.Load(path)
+		if err != nil {
+			return err
+		}
+		logger, closeLog, err := newLogger(cfg.Log, stderr, *name)
+		if err != nil {
+			return err
+		}
+		defer closeLog()
+		return daemon(ctx, cfg, logger, ready)
+	}
+	if *name == "" {
+		return run(ctx, func() {})
+	}
+	if err := service.CheckName(*name); err != nil {
+		return usageError{err.Error()}
+	}
+	return service.Run(ctx, *name, run)
 }
 
 // daemon replicates until ctx is cancelled. With a [mail] section it mails
-// on start, stop and every alert the replicator raises.
-func daemon(ctx context.Context, cfg *config.Config, logger *slog.Logger) (err error) {
+// on start, stop and every alert the replicator raises. It calls ready once
+// the replicator runs.
+func daemon(ctx context.Context, cfg *config.Config, logger *slog.Logger, ready func()) (err error) {
 	opts := replicatorOptions(cfg)
 	opts.Logger = logger
 	m, err := startMailer(cfg, logger)
@@ -66,6 +87,7 @@ func daemon(ctx context.Context, cfg *config.Config, logger *slog.Logger) (err e
 			logger.Warn("notifications", "error", err)
 		}
 	}()
+	ready()
 	err = r.Run(ctx)
 	logger.Info("goreplica stopped")
 	return err
@@ -95,14 +117,25 @@ func slaveNames(cfg *config.Config) []string {
 	return out
 }
 
-// newLogger returns the daemon's logger: text on stderr, level from
-// $GOREPLICA_LOG_LEVEL (debug, info, warn, error; default info).
-func newLogger(w io.Writer) *slog.Logger {
+// newLogger returns the daemon's logger as the [log] section says (see
+// package logging); $GOREPLICA_LOG_LEVEL (debug, info, warn, error)
+// overrides its level. service is the service name under a service manager.
+func newLogger(lc config.Log, stderr io.Writer, service string) (*slog.Logger, func() error, error) {
 	var level slog.Level
+	name := lc.Level
 	if v := os.Getenv("GOREPLICA_LOG_LEVEL"); v != "" {
-		if err := level.UnmarshalText([]byte(v)); err != nil {
-			fmt.Fprintf(w, "goreplica: GOREPLICA_LOG_LEVEL=%q ignored: %v\n", v, err)
-		}
+		name = v
 	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+	if err := level.UnmarshalText([]byte(name)); err != nil {
+		return nil, nil, fmt.Errorf("log level %q: %w", name, err)
+	}
+	return logging.New(logging.Options{
+		Level:    level,
+		Format:   lc.Format,
+		Stderr:   stderr,
+		File:     lc.File,
+		MaxSize:  lc.MaxSize.Bytes,
+		MaxFiles: lc.MaxFiles,
+		Service:  service,
+	})
 }

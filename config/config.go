@@ -20,6 +20,7 @@ type Config struct {
 	Replicate Replicate `toml:"replicate"`
 	// Mail is the optional [mail] section; nil means no alert e-mail.
 	Mail *Mail `toml:"mail"`
+	Log  Log   `toml:"log"`
 
 	// Path is the absolute path the configuration was read from.
 	Path string `toml:"-"`
@@ -154,6 +155,7 @@ func Defaults() Config {
 			PurgeInterval: Duration{Duration: time.Minute},
 			MaxBackoff:    Duration{Duration: 30 * time.Second},
 		},
+		Log: DefaultLog(),
 	}
 }
 
@@ -216,9 +218,48 @@ func expandEnv(path, s string) (string, error) {
 		return v
 	})
 	if len(missing) > 0 {
-		return "", fmt.Errorf("%s: environment variable %s is not set", path, strings.Join(missing, ", "))
+		return "", &EnvError{Path: path, Names: missing}
 	}
 	return out, nil
+}
+
+// EnvError is a ${NAME} reference to an environment variable that is not set.
+type EnvError struct {
+	Path  string // TOML path of the key
+	Names []string
+}
+
+func (e *EnvError) Error() string {
+	return fmt.Sprintf("%s: environment variable %s is not set", e.Path, strings.Join(e.Names, ", "))
+}
+
+// OnlyMissingEnv reports whether every problem err holds is an *EnvError,
+// and returns the variables they name: a configuration that is complete
+// but for environment variables another process (a service) will have.
+func OnlyMissingEnv(err error) ([]string, bool) {
+	var names []string
+	var walk func(error) bool
+	walk = func(err error) bool {
+		switch e := err.(type) {
+		case *EnvError:
+			names = append(names, e.Names...)
+			return true
+		case interface{ Unwrap() []error }:
+			for _, x := range e.Unwrap() {
+				if !walk(x) {
+					return false
+				}
+			}
+			return true
+		case interface{ Unwrap() error }:
+			return walk(e.Unwrap())
+		}
+		return false
+	}
+	if err == nil || !walk(err) {
+		return nil, false
+	}
+	return names, true
 }
 
 // withPasswordFile appends the password read from file to a key=value DSN,
@@ -351,5 +392,6 @@ func (c *Config) Validate() []error {
 	if c.Mail != nil {
 		errs = append(errs, c.Mail.validate()...)
 	}
+	errs = append(errs, c.Log.validate()...)
 	return errs
 }

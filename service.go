@@ -1,0 +1,184 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/goreplica/goreplica/config"
+	"github.com/goreplica/goreplica/service"
+)
+
+func init() {
+	verbs["service"] = verb{"install|uninstall|start|stop|restart|status|print-unit: goreplica as a system service", runService}
+}
+
+// exitStatus is returned by a verb whose outcome is its exit code (service
+// status): main exits with it and prints nothing more.
+type exitStatus int
+
+func (e exitStatus) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
+// serviceActions are the actions of the service verb, in the order help shows them.
+var serviceActions = []string{"install", "uninstall", "start", "stop", "restart", "status", "print-unit"}
+
+const serviceUsage = `usage: goreplica service ACTION [flags]
+
+  install -c FILE [--name NAME] [--user USER]
+              register 'goreplica run -c FILE' with the system's service manager
+              (a systemd unit, a Windows service); it starts at boot, and restarts
+              5s after a failure. Several instances need distinct --name.
+  uninstall [--name NAME]      stop the service if it runs and remove it
+  start | stop | restart [--name NAME]
+  status [--name NAME]         prints running, stopped, failed or not installed;
+                               exit code 0 running, 3 stopped or failed, 4 not installed
+  print-unit -c FILE [--name NAME] [--user USER]
+                               print the systemd unit install writes
+
+NAME defaults to goreplica.`
+
+func runService(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || !slices.Contains(serviceActions, args[0]) {
+		if len(args) > 0 && (args[0] == "help" || args[0] == "-h" || args[0] == "--help") {
+			fmt.Fprintln(stdout, serviceUsage)
+			return nil
+		}
+		fmt.Fprintln(stderr, serviceUsage)
+		if len(args) == 0 {
+			return usageError{"service: an action is required"}
+		}
+		return usageError{fmt.Sprintf("service: unknown action %q", args[0])}
+	}
+	action := args[0]
+	withConfig := action == "install" || action == "print-unit"
+	fs := newFlagSet("service "+action, stderr)
+	name := fs.String("name", service.DefaultName, "service `NAME`")
+	var cfgFlag, user *string
+	if withConfig {
+		cfgFlag = fs.String("c", "", "configuration `FILE` the service runs with (default $GOREPLICA_CONFIG, then "+config.DefaultPath()+")")
+		user = fs.String("user", "", "run the service as `USER` (default: root; LocalSystem on Windows)")
+	}
+	if err := fs.Parse(args[1:]); err != nil {
+		return usageError{err.Error()}
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Sprintf("service %s: unexpected argument %q", action, fs.Arg(0))}
+	}
+	if err := service.CheckName(*name); err != nil {
+		return usageError{err.Error()}
+	}
+	if withConfig {
+		sc, warnings, err := serviceConfig(*cfgFlag, *name, *user, action == "install")
+		if err != nil {
+			return err
+		}
+		if action == "print-unit" {
+			unit, err := service.Unit(sc)
+			if err != nil {
+				return err
+			}
+			_, err = io.WriteString(stdout, unit)
+			return err
+		}
+		return installService(sc, warnings, stdout)
+	}
+	switch action {
+	case "status":
+		st, err := service.Status(*name)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "service %s: %s\n", *name, st)
+		switch st {
+		case service.Running:
+			return nil
+		case service.NotInstalled:
+			return exitStatus(4)
+		}
+		return exitStatus(3)
+	case "uninstall":
+		if err := service.Uninstall(*name); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "service %s: uninstalled\n", *name)
+		return nil
+	}
+	do := map[string]func(string) error{"start": service.Start, "stop": service.Stop, "restart": service.Restart}[action]
+	if err := do(*name); err != nil {
+		return fmt.Errorf("%w%s", err, serviceHint(*name))
+	}
+	st, err := service.Status(*name)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "service %s: %s\n", *name, st)
+	return nil
+}
+
+// serviceConfig returns what to install, with absolute paths. For install
+// it checks the configuration the service will run with (a service that
+// cannot read it would fail at every restart); environment variables it
+// references but that are not set here are only warned about, since the
+// service has an environment of its own (ServiceEnvironment).
+func serviceConfig(cfgFlag, name, user string, check bool) (service.Config, []string, error) {
+	path, err := filepath.Abs(config.Resolve(cfgFlag))
+	if err != nil {
+		return service.Config{}, nil, err
+	}
+	var warnings []string
+	if check {
+		_, err := config.Load(path)
+		if names, ok := config.OnlyMissingEnv(err); ok {
+			warnings = append(warnings, fmt.Sprintf("the configuration refers to %s, not set here: the service must have %s (%s), or use password_file",
+				strings.Join(names, ", "), plural(len(names), "it", "them"), service.EnvironmentHint(name)))
+		} else if err != nil {
+			return service.Config{}, nil, err
+		}
+	} else if _, err := os.Stat(path); err != nil {
+		return service.Config{}, nil, fmt.Errorf("configuration file: %w", err)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return service.Config{}, nil, fmt.Errorf("find the goreplica binary: %w", err)
+	}
+	if p, err := filepath.EvalSymlinks(exe); err == nil {
+		exe = p
+	}
+	return service.Config{Name: name, Executable: exe, ConfigPath: path, User: user,
+		Password: os.Getenv("GOREPLICA_SERVICE_PASSWORD")}, warnings, nil
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+func installService(sc service.Config, warnings []string, stdout io.Writer) error {
+	more, err := service.Install(sc)
+	if err != nil {
+		return err
+	}
+	for _, w := range append(warnings, more...) {
+		fmt.Fprintln(stdout, "warning: "+w)
+	}
+	fmt.Fprintf(stdout, "service %s installed (%s): %s\n", sc.Name, service.Platform(), sc.Command())
+	fmt.Fprintf(stdout, "start it with: goreplica service start --name %s\n", sc.Name)
+	return nil
+}
+
+// serviceHint says where to look when the service manager refused.
+func serviceHint(name string) string {
+	switch service.Platform() {
+	case "linux-systemd":
+		return fmt.Sprintf("\n  see: journalctl -u %s.service -n 50", name)
+	case "windows-service":
+		return fmt.Sprintf("\n  see the Application event log, source %s", name)
+	}
+	return ""
+}

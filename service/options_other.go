@@ -1,0 +1,16 @@
+//go:build !linux && !windows
+
+package service
+
+import kservice "github.com/kardianos/service"
+
+func platformOptions(Config) kservice.KeyValue { return nil }
+
+func afterInstall(Config) []string { return nil }
+
+func cleanupFailedInstall(Config) {}
+
+// EnvironmentHint says where the service's environment variables go.
+func EnvironmentHint(string) string { return "in the environment of the service manager" }
+
+func statusAfterError(string) (State, bool) { return NotInstalled, false }
