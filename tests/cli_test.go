@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-var allVerbs = []string{"init", "run", "status", "uninstall", "trigger", "version"}
+var allVerbs = []string{"init", "run", "status", "uninstall", "trigger", "version", "service"}
 
 func TestHelpListsVerbs(t *testing.T) {
 	t.Parallel()
