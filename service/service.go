@@ -3,6 +3,7 @@ package service
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -123,7 +124,11 @@ func Install(c Config) (warnings []string, err error) {
 	}
 	if err := s.Install(); err != nil {
 		cleanupFailedInstall(c)
-		return nil, fmt.Errorf("install service %s (%s): %w", c.Name, Platform(), err)
+		hint := ""
+		if errors.Is(err, fs.ErrPermission) || strings.Contains(strings.ToLower(err.Error()), "access is denied") {
+			hint = " (installing a service needs root, or an Administrator prompt on Windows)"
+		}
+		return nil, fmt.Errorf("install service %s (%s): %w%s", c.Name, Platform(), err, hint)
 	}
 	return afterInstall(c), nil
 }
