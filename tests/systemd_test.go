@@ -74,7 +74,7 @@ func journalText(entries []map[string]any) string {
 // (booted in systemd-nspawn) through goreplica's service verbs: install,
 // start, status, replication while it runs, structured journal entries,
 // restart, restart by systemd after a crash, a second instance beside the
-// first, stop with the batch finished, uninstall.
+// first, stop with the batch finished and the stop mail sent, uninstall.
 func TestSystemdUnit(t *testing.T) {
 	nspawn.Require(t)
 	t.Parallel()
@@ -97,6 +97,7 @@ func TestSystemdUnit(t *testing.T) {
 		}))
 	}
 
+	mail := newMailbox(t)
 	c := nspawn.Boot(t)
 	if err := c.CopyFile(binPath, "/usr/local/bin/goreplica", 0o755); err != nil {
 		t.Fatal(err)
@@ -106,6 +107,9 @@ func TestSystemdUnit(t *testing.T) {
 			master: node{name: "m", dsn: p.master.dsn()},
 			slaves: []node{{name: "lyon", dsn: p.slave.dsn()}},
 		}.toml()
+		if p.name == pairs[0].name {
+			cfg += mail.section()
+		}
 		if err := c.WriteFile(p.cfg, []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -139,6 +143,7 @@ func TestSystemdUnit(t *testing.T) {
 	if r := gr("service", "status", "--name", first.name); r.code != 0 || r.stdout != "service "+first.name+": running\n" {
 		t.Errorf("status after start: want exit 0 and 'running'\n%s", r)
 	}
+	mail.waitMail(ctx, t, "started: m -> lyon")
 	execAll(t, `INSERT INTO t SELECT g, 'before restart' FROM generate_series(1, 50) g`, first.master)
 	waitConverged(ctx, t, first.master, []database{first.slave}, "t")
 
@@ -215,6 +220,7 @@ func TestSystemdUnit(t *testing.T) {
 	if r.code != 0 || r.stdout != "service "+first.name+": stopped\n" {
 		t.Errorf("stop: want exit 0 and 'stopped'\n%s", r)
 	}
+	mail.waitMail(ctx, t, "goreplica stopped")
 	if n := preparedCount(t, first.slave); n != 0 {
 		t.Errorf("after the service stopped, the slave holds %d prepared transactions", n)
 	}
