@@ -1,3 +1,5 @@
+//go:build linux
+
 package nspawn
 
 // With --keep-unit, nspawn puts the container into the subgroups "payload"

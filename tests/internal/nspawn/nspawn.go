@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package nspawn boots a minimal Debian with real systemd as PID 1 in systemd-nspawn, for tests that install and drive system services. It does not manage images beyond one cached root file system, and it is for tests only.
 package nspawn
 
