@@ -3,6 +3,9 @@ package service
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
+	"runtime/debug"
 	"sync"
 
 	"golang.org/x/sys/windows/svc"
@@ -20,6 +23,7 @@ import (
 // It calls svc.Run directly rather than kardianos's Run, which decides
 // whether it runs as a service by guessing from the parent process.
 func Run(ctx context.Context, name string, daemon func(ctx context.Context, ready func()) error) error {
+	crashOutput(name)
 	h := &handler{ctx: ctx, daemon: daemon}
 	if err := svc.Run(name, h); err != nil {
 		return fmt.Errorf("run as Windows service %s: %w (only the service control manager starts 'goreplica run --service'; run without --service in a console)", name, err)
@@ -31,6 +35,30 @@ func Run(ctx context.Context, name string, daemon func(ctx context.Context, read
 		}
 	}
 	return h.err
+}
+
+// CrashFile is where a Windows service's crash report (a Go panic or fatal
+// error with every goroutine's stack) goes: a service has no standard
+// error, so it would otherwise be lost.
+func CrashFile(name string) string {
+	pd := os.Getenv("ProgramData")
+	if pd == "" {
+		pd = `C:\ProgramData`
+	}
+	return filepath.Join(pd, "goreplica", name+".crash.log")
+}
+
+func crashOutput(name string) {
+	path := CrashFile(name)
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	if err != nil {
+		return
+	}
+	_ = debug.SetCrashOutput(f, debug.CrashOptions{})
+	f.Close() // SetCrashOutput keeps its own duplicate
 }
 
 // eventID is the event id of the entries Run writes (package logging uses
