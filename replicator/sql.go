@@ -27,12 +27,14 @@ const (
 	// visible in the batch's snapshot (the read transaction's own, as it runs
 	// in REPEATABLE READ) and was not visible in the previous one. Events that
 	// came from the slave itself are skipped, and so are events that came from
-	// any other node when the slave does not want them forwarded.
+	// any other node when the slave does not want them forwarded. ORDER BY
+	// names the table's columns: a bare txid would be the txid::text output
+	// column, sorted as text.
 	sqlEvents = `SELECT txid::text, origin, tbl, op, sql FROM replica.replica_log
  WHERE txid >= pg_snapshot_xmin($1::pg_snapshot)
    AND NOT pg_visible_in_snapshot(txid, $1::pg_snapshot)
    AND (origin IS NULL OR ($3 AND origin <> $2))
- ORDER BY lsn, txid`
+ ORDER BY replica_log.lsn, replica_log.txid`
 	sqlPurge = `DELETE FROM replica.replica_log
  WHERE txid < (SELECT min(pg_snapshot_xmin(acked_snapshot)) FROM replica.slaves)`
 	sqlRecaptureDrifted = `SELECT replica.recapture_drifted()`
