@@ -110,6 +110,9 @@ type setup struct {
 	twoPhase     []bool             // default: all true
 	tables       []string
 	poll         time.Duration
+	// masterOwner runs the schema and Init on the master as a role of its
+	// own that owns the database but is not a superuser.
+	masterOwner bool
 }
 
 func newDB(t *testing.T, s *pgserver.Server, prefix string) (*sql.DB, string) {
@@ -147,6 +150,9 @@ func newEnv(t *testing.T, su setup) *env {
 	e := &env{t: t, logs: &strings.Builder{}}
 	var mdsn string
 	e.master, mdsn = newDB(t, ms, "master")
+	if su.masterOwner {
+		e.master, mdsn = e.ownedBy(e.master, mdsn)
+	}
 	e.opts = Options{
 		Master:        Node{Name: "paris", DSN: mdsn},
 		Tables:        su.tables,
@@ -182,6 +188,25 @@ func newEnv(t *testing.T, su setup) *env {
 		t.Fatalf("init: %v", err)
 	}
 	return e
+}
+
+// ownedBy gives the database of db (reached with dsn) to a new role that is
+// not a superuser, and returns a pool and a DSN connected as that role.
+func (e *env) ownedBy(db *sql.DB, dsn string) (*sql.DB, string) {
+	e.t.Helper()
+	var name string
+	if err := db.QueryRow(`SELECT current_database()`).Scan(&name); err != nil {
+		e.t.Fatal(err)
+	}
+	role := name + "_owner"
+	e.exec(db, fmt.Sprintf(`CREATE ROLE %s LOGIN NOSUPERUSER; ALTER DATABASE %s OWNER TO %s; ALTER SCHEMA public OWNER TO %s`, role, name, role, role))
+	dsn = strings.Replace(dsn, "user="+pgserver.Superuser, "user="+role, 1)
+	owner, err := sql.Open("postgres", dsn)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { owner.Close() })
+	return owner, dsn
 }
 
 func (e *env) exec(db *sql.DB, q string, args ...any) {

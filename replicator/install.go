@@ -251,7 +251,7 @@ func Init(ctx context.Context, opts Options, triggerSQL string) (*InitReport, er
 			return nil, fmt.Errorf("create event trigger on master %s: %w", opts.Master.Name, err)
 		}
 	case !super && !hasEvt:
-		rep.Warnings = append(rep.Warnings, "not a superuser on the master: no DDL event trigger, so after ALTER TABLE on a replicated table run 'goreplica init' at once (the daemon also regenerates log functions within 10 seconds)")
+		rep.Warnings = append(rep.Warnings, "not a superuser on the master: no DDL event trigger. Change a replicated table's columns in one transaction with its log function, as this role: BEGIN; ALTER TABLE t ...; SELECT replica.capture('t'); COMMIT. Otherwise, until the daemon regenerates the function (within 10 seconds), an added column is left out of the changes logged and a dropped or renamed one makes the application's writes to the table fail")
 	}
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("master %s: %w", opts.Master.Name, err)

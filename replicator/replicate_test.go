@@ -563,6 +563,25 @@ func TestColumnAddedOnLiveMaster(t *testing.T) {
 	e.waitConverged(20*time.Second, "t")
 }
 
+// Without a superuser there is no DDL event trigger: a column added in one
+// transaction with replica.capture (what init's warning says to do) is in
+// every change logged from then on.
+func TestColumnAddedWithCaptureWithoutSuperuser(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, setup{schema: `CREATE TABLE t (id int PRIMARY KEY, v text);`, masterOwner: true})
+	var evt bool
+	if err := e.master.QueryRow(`SELECT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = 'replica_ddl')`).Scan(&evt); err != nil || evt {
+		t.Fatalf("a DDL event trigger was installed by a role that is not a superuser (err %v)", err)
+	}
+	e.start(nil)
+	e.exec(e.master, `INSERT INTO t VALUES (1, 'a')`)
+	e.waitConverged(20*time.Second, "t")
+	e.exec(e.slaves[0], `ALTER TABLE t ADD COLUMN extra text`)
+	e.tx(e.master, `ALTER TABLE t ADD COLUMN extra text`, `SELECT replica.capture('t')`,
+		`INSERT INTO t VALUES (2, 'b', 'new column')`, `UPDATE t SET extra = 'set' WHERE id = 1`)
+	e.waitConverged(20*time.Second, "t")
+}
+
 // Invariant 5: two masters replicating to databases of one slave server
 // under the same slave name use distinct GIDs.
 func TestTwoSetupsShareASlaveServer(t *testing.T) {
