@@ -327,10 +327,14 @@ REVOKE ALL ON FUNCTION replica.on_ddl() FROM PUBLIC;
 -- replica.apply runs one chunk of logged statements on a slave. origins[i] is
 -- the node statement i came from: it is set as replica.origin so that log
 -- triggers on this node (multi-master, cascading) record the true origin.
--- Every row statement must touch exactly one row; the first that does not
--- stops the chunk and its index and row count are returned (a conflict). An
--- error is raised again with the statement's index in its HINT.
-CREATE OR REPLACE FUNCTION replica.apply(origins text[], ops "char"[], stmts text[],
+-- Statement i must touch exactly nrows[i] rows: 1 for a logged row
+-- statement, n for n consecutive logged INSERTs into one table that the
+-- daemon joined into one multi-row INSERT (TRUNCATE is not counted). The
+-- first that does not stops the chunk and its index and row count are
+-- returned (a conflict). An error is raised again with the statement's
+-- index in its HINT.
+DROP FUNCTION IF EXISTS replica.apply(text[], "char"[], text[]);
+CREATE OR REPLACE FUNCTION replica.apply(origins text[], ops "char"[], stmts text[], nrows integer[],
                                          OUT failed integer, OUT affected bigint)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp AS $$
@@ -353,7 +357,7 @@ BEGIN
       EXECUTE stmts[i];
       IF ops[i] <> 'T' THEN
         GET DIAGNOSTICS n = ROW_COUNT;
-        IF n <> 1 THEN
+        IF n <> nrows[i] THEN
           failed := i;
           affected := n;
           RETURN;
@@ -367,7 +371,7 @@ BEGIN
   END;
 END
 $$;
-REVOKE ALL ON FUNCTION replica.apply(text[], "char"[], text[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION replica.apply(text[], "char"[], text[], integer[]) FROM PUBLIC;
 
-INSERT INTO replica.version (version) VALUES (1)
+INSERT INTO replica.version (version) VALUES (2)
 ON CONFLICT (singleton) DO UPDATE SET version = EXCLUDED.version;

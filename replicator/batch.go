@@ -30,28 +30,81 @@ type event struct {
 	sql    string
 }
 
-// chunk accumulates events for one replica.apply call.
+// chunk accumulates events for one replica.apply call. Consecutive logged
+// INSERTs into one table with the same column list and origin are joined
+// into one multi-row INSERT (three times faster to apply than one EXECUTE
+// each) unless exact is set; stmts[i] then covers nrows[i] events, from
+// events[first[i]].
 type chunk struct {
+	exact   bool
 	events  []event
 	origins []string
 	ops     []string
 	stmts   []string
+	nrows   []int32
+	first   []int
 	bytes   int
+
+	// The INSERT being joined: its prefix (up to VALUES), and its text so far.
+	runPrefix string
+	run       strings.Builder
 }
 
 func (c *chunk) add(e event) {
 	c.events = append(c.events, e)
+	c.bytes += len(e.sql)
+	if !c.exact && e.op == 'I' {
+		if prefix, values, ok := splitInsert(e.sql); ok {
+			n := len(c.stmts)
+			if c.runPrefix == prefix && c.origins[n-1] == e.origin {
+				c.run.WriteString(", ")
+				c.run.WriteString(values)
+				c.nrows[n-1]++
+				return
+			}
+			c.closeRun()
+			c.push(e, len(c.events)-1)
+			c.runPrefix = prefix
+			c.run.WriteString(prefix)
+			c.run.WriteString(values)
+			return
+		}
+	}
+	c.closeRun()
+	c.push(e, len(c.events)-1)
+	c.stmts[len(c.stmts)-1] = e.sql
+}
+
+// push starts statement number len(c.stmts) with event i.
+func (c *chunk) push(e event, i int) {
 	c.origins = append(c.origins, e.origin)
 	c.ops = append(c.ops, string(e.op))
-	c.stmts = append(c.stmts, e.sql)
-	c.bytes += len(e.sql)
+	c.stmts = append(c.stmts, "")
+	c.nrows = append(c.nrows, 1)
+	c.first = append(c.first, i)
 }
 
-func (c *chunk) full() bool { return len(c.stmts) >= chunkStatements || c.bytes >= chunkBytes }
+// closeRun ends the INSERT being joined, if any, as the last statement.
+func (c *chunk) closeRun() {
+	if c.runPrefix == "" {
+		return
+	}
+	c.run.WriteString(insertSuffix)
+	c.stmts[len(c.stmts)-1] = c.run.String()
+	c.run.Reset()
+	c.runPrefix = ""
+}
+
+func (c *chunk) full() bool { return len(c.events) >= chunkStatements || c.bytes >= chunkBytes }
 
 func (c *chunk) reset() {
-	c.events, c.origins, c.ops, c.stmts, c.bytes = c.events[:0], c.origins[:0], c.ops[:0], c.stmts[:0], 0
+	c.events, c.origins, c.ops, c.stmts, c.nrows, c.first, c.bytes = c.events[:0], c.origins[:0], c.ops[:0], c.stmts[:0], c.nrows[:0], c.first[:0], 0
 }
+
+// errJoined reports that a statement joining several logged INSERTs
+// conflicted or failed: the batch is rolled back and applied again one
+// statement per event, so that the conflict or error names the very row.
+var errJoined = errors.New("a joined INSERT conflicted or failed")
 
 // cycle applies one batch: the events that became visible on the master
 // since the slave's position. It returns how many events were applied.
@@ -90,7 +143,7 @@ func (w *worker) cycle(ctx context.Context) (int, error) {
 		began = true
 		return nil
 	}
-	var c chunk
+	c := chunk{exact: w.exact}
 	n := 0
 	for rows.Next() {
 		var e event
@@ -133,7 +186,7 @@ func (w *worker) cycle(ctx context.Context) (int, error) {
 			return 0, err
 		}
 	}
-	if len(c.stmts) > 0 {
+	if len(c.events) > 0 {
 		if err := w.applyChunk(ctx, &c); err != nil {
 			return 0, err
 		}
@@ -152,6 +205,7 @@ func (w *worker) cycle(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	w.pos = next
+	w.exact = false
 	w.lastAdvance = time.Now()
 	if n > 0 {
 		w.log.Debug("batch applied", keyBatch, next.batch, "events", n)
@@ -203,17 +257,22 @@ func (w *worker) commit(ctx context.Context, next position, snapTime time.Time) 
 }
 
 // applyChunk sends the chunk to replica.apply and turns a conflict or an
-// error into a ConflictError or ApplyError naming the statement.
+// error into a ConflictError or ApplyError naming the statement (or into
+// errJoined when the statement joined several events).
 func (w *worker) applyChunk(ctx context.Context, c *chunk) error {
+	c.closeRun()
 	var failed int
 	var affected int64
-	err := w.conn.QueryRowContext(ctx, sqlApply, pq.Array(c.origins), pq.Array(c.ops), pq.Array(c.stmts)).Scan(&failed, &affected)
+	err := w.conn.QueryRowContext(ctx, sqlApply, pq.Array(c.origins), pq.Array(c.ops), pq.Array(c.stmts), pq.Array(c.nrows)).Scan(&failed, &affected)
 	if err != nil {
 		var pe *pq.Error
 		if errors.As(err, &pe) {
 			if i, ok := strings.CutPrefix(pe.Hint, "replica.apply statement "); ok {
-				if k, e := strconv.Atoi(i); e == nil && k >= 1 && k <= len(c.events) {
-					ev := c.events[k-1]
+				if k, e := strconv.Atoi(i); e == nil && k >= 1 && k <= len(c.stmts) {
+					if c.nrows[k-1] > 1 {
+						return errJoined
+					}
+					ev := c.events[c.first[k-1]]
 					return &ApplyError{Slave: w.slave.Name, Table: ev.table, Key: keyOf(ev.sql), TxID: ev.txid, SQL: ev.sql, Err: err}
 				}
 			}
@@ -221,7 +280,10 @@ func (w *worker) applyChunk(ctx context.Context, c *chunk) error {
 		return w.slaveErr("apply", err)
 	}
 	if failed > 0 {
-		ev := c.events[failed-1]
+		if c.nrows[failed-1] > 1 {
+			return errJoined
+		}
+		ev := c.events[c.first[failed-1]]
 		return &ConflictError{Slave: w.slave.Name, Table: ev.table, Key: keyOf(ev.sql), TxID: ev.txid, SQL: ev.sql,
 			Kind: classifyConflict(ev.op, affected), Affected: affected}
 	}

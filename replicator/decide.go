@@ -134,3 +134,46 @@ func shorten(s string, n int) string {
 	}
 	return s[:n] + fmt.Sprintf("... (%d bytes)", len(s))
 }
+
+// insertSuffix ends every logged INSERT (trigger.sql, replica.log_function_sql).
+const insertSuffix = " ON CONFLICT DO NOTHING"
+
+// splitInsert splits a logged INSERT, `INSERT INTO t (cols) [OVERRIDING
+// SYSTEM VALUE] VALUES (vals) ON CONFLICT DO NOTHING`, into its prefix (up
+// to and including "VALUES ") and its row "(vals)", so that INSERTs with
+// the same prefix can be joined into one multi-row INSERT. The prefix holds
+// only identifiers and keywords: the first " VALUES (" outside double
+// quotes ends it (an identifier may contain that text, quoted). ok is false
+// for any other statement.
+func splitInsert(sql string) (prefix, values string, ok bool) {
+	if !strings.HasPrefix(sql, "INSERT INTO ") || !strings.HasSuffix(sql, ")"+insertSuffix) {
+		return "", "", false
+	}
+	const marker = " VALUES ("
+	quoted := false
+	for i := len("INSERT INTO "); i+len(marker) <= len(sql); i++ {
+		switch {
+		case sql[i] == '"':
+			quoted = !quoted
+		case !quoted && sql[i] == '\'':
+			return "", "", false // a literal before VALUES: not a logged INSERT
+		case !quoted && strings.HasPrefix(sql[i:], marker):
+			end := i + len(marker) - 1
+			return sql[:end], sql[end : len(sql)-len(insertSuffix)], true
+		}
+	}
+	return "", "", false
+}
+
+// checkSchemaVersion reports a replica schema that this goreplica does not
+// run with: installed by an older goreplica (init upgrades it in place) or
+// by a newer one.
+func checkSchemaVersion(node string, installed int) error {
+	switch {
+	case installed < schemaVersion:
+		return fmt.Errorf("%s: the replica schema is version %d, this goreplica needs %d: run 'goreplica init' to upgrade it", node, installed, schemaVersion)
+	case installed > schemaVersion:
+		return fmt.Errorf("%s: the replica schema is version %d, installed by a newer goreplica (this one runs with %d)", node, installed, schemaVersion)
+	}
+	return nil
+}

@@ -1,6 +1,9 @@
 package replicator
 
 import (
+	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -218,5 +221,81 @@ func TestLagTransition(t *testing.T) {
 				t.Fatalf("lagTransition(%v, %s) = %v, %q; want %v, %q", tt.alerting, tt.lag, got, kind, tt.want, tt.kind)
 			}
 		})
+	}
+}
+
+func TestSplitInsert(t *testing.T) {
+	tests := []struct {
+		sql            string
+		prefix, values string
+		ok             bool
+	}{
+		{`INSERT INTO public.t (id, v) VALUES ('1', 'a') ON CONFLICT DO NOTHING`,
+			`INSERT INTO public.t (id, v) VALUES `, `('1', 'a')`, true},
+		{`INSERT INTO public.t (id, v) OVERRIDING SYSTEM VALUE VALUES ('1', NULL) ON CONFLICT DO NOTHING`,
+			`INSERT INTO public.t (id, v) OVERRIDING SYSTEM VALUE VALUES `, `('1', NULL)`, true},
+		// The marker inside a quoted identifier, and inside a value.
+		{`INSERT INTO "s"".x"."a VALUES (b" ("x VALUES (y", v) VALUES ('1', ' VALUES (') ON CONFLICT DO NOTHING`,
+			`INSERT INTO "s"".x"."a VALUES (b" ("x VALUES (y", v) VALUES `, `('1', ' VALUES (')`, true},
+		{`UPDATE public.t SET v = 'a' WHERE id = '1'`, "", "", false},
+		{`INSERT INTO public.t (id) VALUES ('1')`, "", "", false},
+		{`TRUNCATE ONLY public.t`, "", "", false},
+	}
+	for _, tt := range tests {
+		prefix, values, ok := splitInsert(tt.sql)
+		if prefix != tt.prefix || values != tt.values || ok != tt.ok {
+			t.Errorf("splitInsert(%s)\n = %q, %q, %v\nwant %q, %q, %v", tt.sql, prefix, values, ok, tt.prefix, tt.values, tt.ok)
+		}
+	}
+}
+
+func TestChunkJoinsConsecutiveInserts(t *testing.T) {
+	ins := func(table, id, origin string) event {
+		return event{txid: "1", origin: origin, table: table, op: 'I',
+			sql: "INSERT INTO " + table + " (id) VALUES ('" + id + "') ON CONFLICT DO NOTHING"}
+	}
+	upd := event{txid: "1", origin: "m", table: "public.t", op: 'U', sql: "UPDATE public.t SET v = 'x' WHERE id = '1'"}
+	evs := []event{ins("public.t", "1", "m"), ins("public.t", "2", "m"), ins("public.t", "3", "m"), upd,
+		ins("public.t", "4", "m"), ins("public.u", "5", "m"), ins("public.u", "6", "other")}
+	var c chunk
+	for _, e := range evs {
+		c.add(e)
+	}
+	c.closeRun()
+	want := []string{
+		"INSERT INTO public.t (id) VALUES ('1'), ('2'), ('3') ON CONFLICT DO NOTHING",
+		upd.sql,
+		"INSERT INTO public.t (id) VALUES ('4') ON CONFLICT DO NOTHING",
+		"INSERT INTO public.u (id) VALUES ('5') ON CONFLICT DO NOTHING",
+		"INSERT INTO public.u (id) VALUES ('6') ON CONFLICT DO NOTHING",
+	}
+	if !slices.Equal(c.stmts, want) {
+		t.Errorf("statements:\n%s\nwant:\n%s", strings.Join(c.stmts, "\n"), strings.Join(want, "\n"))
+	}
+	if want := []int32{3, 1, 1, 1, 1}; !slices.Equal(c.nrows, want) {
+		t.Errorf("nrows = %v, want %v", c.nrows, want)
+	}
+	if want := []int{0, 3, 4, 5, 6}; !slices.Equal(c.first, want) {
+		t.Errorf("first = %v, want %v", c.first, want)
+	}
+
+	exact := chunk{exact: true}
+	for _, e := range evs {
+		exact.add(e)
+	}
+	exact.closeRun()
+	if len(exact.stmts) != len(evs) {
+		t.Errorf("exact chunk joined statements: %q", exact.stmts)
+	}
+}
+
+// trigger.sql records the schema version the code expects.
+func TestTriggerSQLRecordsSchemaVersion(t *testing.T) {
+	want := fmt.Sprintf("INSERT INTO replica.version (version) VALUES (%d)", schemaVersion)
+	if !strings.Contains(triggerSQLStr, want) {
+		t.Errorf("trigger.sql lacks %q: schemaVersion and the file disagree", want)
+	}
+	if err := checkSchemaVersion("slave lyon", schemaVersion-1); err == nil || !strings.Contains(err.Error(), "run 'goreplica init' to upgrade") {
+		t.Errorf("an older schema: %v", err)
 	}
 }

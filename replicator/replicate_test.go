@@ -73,10 +73,25 @@ func TestRoundTripEveryValueAndIdentifier(t *testing.T) {
 		  0, 0, 1.7976931348623157e308, 'Infinity', '1999-12-31 23:59:59.5', '1970-01-01 00:00:00+00', '0001-01-01 BC',
 		  '-1 day +02:03:04', '12:00', 42, 'sad', ROW(-1, ''), NULL, NULL, '10.0.0.0/8', '(-1e-300,1e300)')`,
 	}
+	const insert = `INSERT INTO corpus (id, t, b, ia, ta, j, jb, n, n2, f8, f4, ts, tz, d, iv, tm, dom, en, comp, bo, u, ip, pt) VALUES `
 	for _, v := range values {
-		if _, err := conn.ExecContext(ctx, `INSERT INTO corpus (id, t, b, ia, ta, j, jb, n, n2, f8, f4, ts, tz, d, iv, tm, dom, en, comp, bo, u, ip, pt) VALUES `+v); err != nil {
+		if _, err := conn.ExecContext(ctx, insert+v); err != nil {
 			t.Fatalf("insert %s: %v", v[:20], err)
 		}
+	}
+	// The same rows again (ids 101-104) in one transaction: the daemon
+	// applies them as one multi-row INSERT.
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range values {
+		if _, err := tx.ExecContext(ctx, insert+"(10"+v[1:]); err != nil {
+			t.Fatalf("insert 10%s: %v", v[1:20], err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
 	}
 	for _, q := range []string{
 		`UPDATE corpus SET n = 1.0 WHERE id = 4`,              // same value, other scale: must replicate
@@ -98,7 +113,7 @@ func TestRoundTripEveryValueAndIdentifier(t *testing.T) {
 
 	// Row by row, column by column, in text form under default settings.
 	cols := []string{"t", "b", "ia", "ta", "j", "jb", "n", "n2", "f8", "f4", "ts", "tz", "d", "iv", "tm", "dom", "en", "comp", "bo", "u", "ip", "pt", "gen"}
-	for _, id := range []int{1, 4, 10} {
+	for _, id := range []int{1, 4, 10, 101, 102, 103, 104} {
 		for _, c := range cols {
 			q := fmt.Sprintf("SELECT %s::text FROM corpus WHERE id = $1", pq.QuoteIdentifier(c))
 			want := queryString(t, e.master, q, id)
@@ -388,6 +403,47 @@ func TestConflictStopsOnlyThatSlave(t *testing.T) {
 		t.Error("the batch holding the conflict was applied in part")
 	}
 	e.exec(e.slaves[0], `INSERT INTO t VALUES (7, 'a')`)
+	e.waitConverged(30*time.Second, "t")
+}
+
+// Consecutive INSERTs are applied as one multi-row INSERT; when one of its
+// rows conflicts, the batch is applied again one statement per row, so that
+// the conflict names that row, and nothing of the batch is kept.
+func TestConflictInJoinedInsertNamesTheRow(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, setup{schema: `CREATE TABLE t (id int PRIMARY KEY, v text);`})
+	e.exec(e.slaves[0], `INSERT INTO t VALUES (7, 'already there')`)
+	e.start(nil)
+	e.tx(e.master, `INSERT INTO t SELECT g, 'a' FROM generate_series(1, 6) g`, `INSERT INTO t VALUES (7, 'b')`,
+		`INSERT INTO t SELECT g, 'c' FROM generate_series(8, 20) g`)
+	ctx := context.Background()
+	var st *Status
+	waitFor(t, 20*time.Second, func() string {
+		var err error
+		if st, err = GetStatus(ctx, e.opts); err != nil {
+			return err.Error()
+		}
+		if st.Slaves[0].State != StateConflict {
+			return fmt.Sprintf("slave lyon: %+v", st.Slaves[0])
+		}
+		return ""
+	})
+	msg := st.Slaves[0].LastError
+	for _, want := range []string{"insert_exists", "public.t", "key ('7', 'b')", "INSERT INTO public.t (id, v) VALUES ('7', 'b') ON CONFLICT DO NOTHING"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("conflict error %q does not name %q", msg, want)
+		}
+	}
+	if n := queryString(t, e.slaves[0], `SELECT count(*) FROM t`); n != "1" {
+		t.Errorf("the slave holds %s rows, want only its own: the batch holding the conflict was applied in part", n)
+	}
+	e.logMu.Lock()
+	joined := strings.Contains(e.logs.String(), "applying the batch again one statement per row")
+	e.logMu.Unlock()
+	if !joined {
+		t.Error("the conflicting INSERT was not applied as part of a joined INSERT first")
+	}
+	e.exec(e.slaves[0], `DELETE FROM t WHERE id = 7`)
 	e.waitConverged(30*time.Second, "t")
 }
 

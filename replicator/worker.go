@@ -72,6 +72,10 @@ type worker struct {
 
 	state   string
 	lastErr string
+	// exact applies one statement per event, without joining INSERTs: set
+	// to apply again a batch whose joined INSERT conflicted or failed, so
+	// that the conflict or error names the row; cleared by the next batch.
+	exact bool
 
 	// hook, when set (tests only), runs at each step of a batch; an error it
 	// returns makes the worker drop its connections as a killed process would.
@@ -116,6 +120,15 @@ func (w *worker) run(ctx context.Context) {
 		}
 		if ctx.Err() != nil {
 			return
+		}
+		if errors.Is(err, errJoined) && !w.exact {
+			// Apply the batch again, one statement per event, at once.
+			w.log.Debug("a joined INSERT conflicted or failed: applying the batch again one statement per row", keyBatch, w.pos.batch+1)
+			w.exact = true
+			if _, err := w.conn.ExecContext(ctx, "ROLLBACK"); err != nil {
+				w.drop()
+			}
+			continue
 		}
 		if errors.Is(err, errCrash) {
 			w.drop()
@@ -229,6 +242,9 @@ func (w *worker) connect(ctx context.Context) error {
 	if err := w.r.master.QueryRowContext(ctx, sqlNodeID).Scan(&w.masterID, &ver); err != nil {
 		return w.masterErr("read node id", err)
 	}
+	if err := checkSchemaVersion("master "+w.r.opts.Master.Name, ver); err != nil {
+		return err
+	}
 	var regSnap string
 	var regBatch int64
 	var regTime time.Time
@@ -250,6 +266,13 @@ func (w *worker) connect(ctx context.Context) error {
 	}
 	if !installed {
 		return fmt.Errorf("slave %s: %w", w.slave.Name, ErrNotInstalled)
+	}
+	var slaveID string
+	if err := conn.QueryRowContext(ctx, sqlNodeID).Scan(&slaveID, &ver); err != nil {
+		return w.slaveErr("read schema version", err)
+	}
+	if err := checkSchemaVersion("slave "+w.slave.Name, ver); err != nil {
+		return err
 	}
 	var locked bool
 	if err := conn.QueryRowContext(ctx, sqlSlaveLock, w.masterID).Scan(&locked); err != nil {
