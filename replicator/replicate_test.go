@@ -653,3 +653,22 @@ func TestTwoSetupsShareASlaveServer(t *testing.T) {
 	a.waitConverged(30*time.Second, "t")
 	b.waitConverged(30*time.Second, "t")
 }
+
+// The daemon's bookkeeping on the master does not wait for WAL flushes,
+// unless the master's DSN says otherwise.
+func TestMasterSessionsCommitAsynchronously(t *testing.T) {
+	t.Parallel()
+	ms, _ := servers(t)
+	_, dsn := newDB(t, ms, "async")
+	for _, tt := range []struct{ dsn, want string }{{dsn, "off"}, {dsn + " synchronous_commit=local", "local"}} {
+		r, err := New(Options{Master: Node{Name: "paris", DSN: tt.dsn}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := queryString(t, r.master, `SHOW synchronous_commit`)
+		r.Close()
+		if got != tt.want {
+			t.Errorf("DSN %q: synchronous_commit = %s on the daemon's master sessions, want %s", tt.dsn, got, tt.want)
+		}
+	}
+}

@@ -99,16 +99,39 @@ func New(opts Options) (*Replicator, error) {
 	if opts.MaxBackoff <= 0 {
 		opts.MaxBackoff = 30 * time.Second
 	}
-	db, err := openDB(opts.Master.DSN)
+	db, err := openDB(opts.Master.DSN, asyncCommit)
 	if err != nil {
 		return nil, fmt.Errorf("master %s: %w", opts.Master.Name, err)
 	}
 	return &Replicator{opts: opts, log: opts.Logger, master: db}, nil
 }
 
-// openDB opens a lib/pq pool (no connection is made yet).
-func openDB(dsn string) (*sql.DB, error) {
-	c, err := pq.NewConnector(dsn)
+// asyncCommit is the setting of the daemon's master connections. What the
+// daemon writes on the master (acknowledged positions, states, the waiting
+// flag, heartbeats, purges) is bookkeeping: the authoritative position is in
+// the slave's own transaction, and an acknowledgement lost in a crash of the
+// master is sent again at the next connect. So it need not wait for a WAL
+// flush, which would otherwise add one to every batch's way to the slave.
+var asyncCommit = map[string]string{"synchronous_commit": "off"}
+
+// openDB opens a lib/pq pool (no connection is made yet) whose sessions have
+// settings, unless the DSN sets them itself.
+func openDB(dsn string, settings ...map[string]string) (*sql.DB, error) {
+	cfg, err := pq.NewConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("parse dsn: %w", err)
+	}
+	for _, m := range settings {
+		for k, v := range m {
+			if _, set := cfg.Runtime[k]; !set {
+				if cfg.Runtime == nil {
+					cfg.Runtime = map[string]string{}
+				}
+				cfg.Runtime[k] = v
+			}
+		}
+	}
+	c, err := pq.NewConnectorConfig(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("parse dsn: %w", err)
 	}
