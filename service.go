@@ -34,8 +34,9 @@ const serviceUsage = `usage: goreplica service ACTION [flags]
               5s after a failure. Several instances need distinct --name.
   uninstall [--name NAME]      stop the service if it runs and remove it
   start | stop | restart [--name NAME]
-  status [--name NAME]         prints running, stopped, failed or not installed;
-                               exit code 0 running, 3 stopped or failed, 4 not installed
+  status [--name NAME]         prints running, stopped, failed, restarting after a
+                               failure or not installed; exit code 0 running,
+                               3 not running, 4 not installed
   print-unit -c FILE [--name NAME] [--user USER]
                                print the systemd unit install writes
 

@@ -1,7 +1,10 @@
 package service
 
 import (
+	"fmt"
 	"os"
+	"os/exec"
+	"strings"
 
 	kservice "github.com/kardianos/service"
 )
@@ -52,4 +55,42 @@ func statusAfterError(name string) (State, bool) {
 		return NotInstalled, true
 	}
 	return Stopped, true
+}
+
+// platformStatus asks systemd itself for a unit's state: kardianos reports
+// a unit that crashed and waits to be restarted ("activating",
+// "auto-restart") as running.
+func platformStatus(name string) (State, bool, error) {
+	if Platform() != "linux-systemd" {
+		return NotInstalled, false, nil
+	}
+	out, err := exec.Command("systemctl", "show", "--property=LoadState,ActiveState,SubState", name+".service").Output()
+	if err != nil {
+		return NotInstalled, true, fmt.Errorf("status of service %s: systemctl show: %w", name, err)
+	}
+	props := map[string]string{}
+	for _, l := range strings.Split(string(out), "\n") {
+		if k, v, ok := strings.Cut(l, "="); ok {
+			props[k] = strings.TrimSpace(v)
+		}
+	}
+	return systemdState(props["LoadState"], props["ActiveState"], props["SubState"]), true, nil
+}
+
+// systemdState maps a unit's load state, active state and sub-state
+// (systemctl show) to a State.
+func systemdState(load, active, sub string) State {
+	switch {
+	case load == "not-found" || load == "":
+		return NotInstalled
+	case active == "active" || active == "reloading":
+		return Running
+	case active == "activating" && sub == "auto-restart":
+		return Restarting
+	case active == "activating":
+		return Running // starting: Type=notify, until the daemon says it is ready
+	case active == "failed":
+		return Failed
+	}
+	return Stopped // inactive, deactivating
 }

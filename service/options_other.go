@@ -14,3 +14,5 @@ func cleanupFailedInstall(Config) {}
 func EnvironmentHint(string) string { return "in the environment of the service manager" }
 
 func statusAfterError(string) (State, bool) { return NotInstalled, false }
+
+func platformStatus(string) (State, bool, error) { return NotInstalled, false, nil }

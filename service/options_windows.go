@@ -53,3 +53,5 @@ func EnvironmentHint(name string) string {
 }
 
 func statusAfterError(string) (State, bool) { return NotInstalled, false }
+
+func platformStatus(string) (State, bool, error) { return NotInstalled, false, nil }

@@ -73,11 +73,12 @@ const (
 	NotInstalled State = iota
 	Stopped
 	Running
-	Failed // stopped after a failure (systemd's "failed")
+	Failed     // stopped after a failure (systemd's "failed")
+	Restarting // waiting to be started again after a failure (systemd's "auto-restart")
 )
 
 func (s State) String() string {
-	return [...]string{"not installed", "stopped", "running", "failed"}[s]
+	return [...]string{"not installed", "stopped", "running", "failed", "restarting after a failure"}[s]
 }
 
 // program is the kardianos Interface of a service that is only installed
@@ -142,7 +143,7 @@ func Uninstall(name string) error {
 	if st == NotInstalled {
 		return fmt.Errorf("service %s is not installed", name)
 	}
-	if st == Running {
+	if st == Running || st == Restarting {
 		if err := Stop(name); err != nil {
 			return err
 		}
@@ -198,6 +199,9 @@ func control(name, action string) error {
 func Status(name string) (State, error) {
 	if err := CheckName(name); err != nil {
 		return NotInstalled, err
+	}
+	if st, ok, err := platformStatus(name); ok {
+		return st, err
 	}
 	s, err := kardianos(Config{Name: name})
 	if err != nil {

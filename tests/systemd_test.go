@@ -178,6 +178,10 @@ func TestSystemdUnit(t *testing.T) {
 	// RestartSec=5), and replication goes on.
 	pid = mainPID(ctx, t, c, unit)
 	mustInContainer(ctx, t, c, "bash", "-c", "kill -KILL "+strconv.Itoa(pid))
+	waitFor(ctx, t, "status says the killed daemon waits to be restarted", func(context.Context) (bool, string) {
+		r := gr("service", "status", "--name", first.name)
+		return r.code == 3 && r.stdout == "service "+first.name+": restarting after a failure\n", r.String()
+	})
 	waitFor(ctx, t, "systemd restarts the killed daemon", func(context.Context) (bool, string) {
 		now := mainPID(ctx, t, c, unit)
 		r := inContainer(ctx, t, c, "systemctl", "is-active", unit)
