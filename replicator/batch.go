@@ -109,11 +109,19 @@ var errJoined = errors.New("a joined INSERT conflicted or failed")
 // cycle applies one batch: the events that became visible on the master
 // since the slave's position. It returns how many events were applied.
 //
-// The master is read in one REPEATABLE READ READ ONLY transaction whose
-// snapshot becomes the slave's next position. The slave applies the events,
-// in ordering-key order, and its new position in one transaction; with two
+// The master is read in one REPEATABLE READ transaction whose snapshot
+// becomes the slave's next position. The slave applies the events, in
+// ordering-key order, and its new position in one transaction; with two
 // phases that transaction is prepared, the master is told the new position,
 // and the transaction is committed.
+//
+// Before the slave commits, the master writes and synchronously commits a
+// heartbeat (sqlFence): its WAL is then flushed past the commit of every
+// transaction the batch's snapshot counts as done. Without it a
+// crash of the master could lose transactions the slave already has (ones
+// committed with synchronous_commit = off, the daemon's own bookkeeping
+// among them), and reuse their transaction ids for new transactions, which
+// the slave's position would count as applied and skip.
 func (w *worker) cycle(ctx context.Context) (int, error) {
 	tx, err := w.r.master.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true})
 	if err != nil {
@@ -174,14 +182,17 @@ func (w *worker) cycle(ctx context.Context) (int, error) {
 		return 0, w.masterErr("read events", err)
 	}
 	rows.Close()
+	// Nothing for this slave: move its position now and then so that purge
+	// and status follow, but do not write on every poll.
+	if n == 0 && time.Since(w.lastAdvance) < advanceEvery {
+		return 0, nil
+	}
 	_ = tx.Rollback() // read only: nothing to commit
-
+	if _, err := w.r.master.ExecContext(ctx, fmt.Sprintf(sqlFence, pq.QuoteLiteral(w.slave.Name))); err != nil {
+		return 0, w.masterErr("flush the master's log past the batch", err)
+	}
+	w.lastHeartbeat = time.Now()
 	if n == 0 {
-		// Nothing for this slave. Move its position now and then so that
-		// purge and status follow, but do not write on every poll.
-		if time.Since(w.lastAdvance) < advanceEvery {
-			return 0, nil
-		}
 		if err := begin(); err != nil {
 			return 0, err
 		}

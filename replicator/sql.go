@@ -21,6 +21,12 @@ const (
 	sqlSetWaiting = `UPDATE replica.slaves SET waiting = $2, seen_at = now() WHERE name = $1`
 	sqlHeartbeat  = `UPDATE replica.slaves SET seen_at = now() WHERE name = $1`
 	sqlSnapshot   = `SELECT pg_current_snapshot()::text, clock_timestamp()`
+	// sqlFence writes the slave's heartbeat and commits it synchronously
+	// (the daemon's master sessions are asynchronous): a transaction
+	// commits synchronously only when it wrote WAL. It is one simple query,
+	// so one implicit transaction, for SET LOCAL; the slave's name is
+	// quoted into it (%s) since a simple query takes no parameters.
+	sqlFence      = `SET LOCAL synchronous_commit = on; UPDATE replica.slaves SET seen_at = now() WHERE name = %s`
 	sqlInProgress = `SELECT EXISTS (SELECT 1 FROM pg_snapshot_xip($1::pg_snapshot) AS x
                        WHERE pg_xact_status(x) = 'in progress')`
 	// sqlEvents streams the events of one batch: those whose transaction is
