@@ -140,7 +140,9 @@ func serviceCycle(t *testing.T, p *Prefix, exe string, pg *pgserver.Server) {
 		t.Helper()
 		out, code := run(append([]string{exeW, verb, "-name", name}, args...)...)
 		if code != 0 {
-			t.Fatalf("svcprobe %s: exit code %d: %s\nservice output:\n%s", verb, code, out, p.ServiceOutput())
+			ps, err := p.Processes()
+			t.Fatalf("svcprobe %s: exit code %d: %s\nprocesses of the prefix (err %v):\n%s\nservice output:\n%s",
+				verb, code, out, err, strings.Join(ps, "\n"), p.ServiceOutput())
 		}
 		return strings.TrimSpace(out)
 	}
