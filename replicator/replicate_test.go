@@ -381,19 +381,7 @@ func TestConflictStopsOnlyThatSlave(t *testing.T) {
 	e.exec(e.master, `UPDATE t SET v = 'b' WHERE id = 7`)
 	e.exec(e.master, `INSERT INTO t VALUES (11, 'c')`)
 	e.waitSlavesConverged(30*time.Second, e.slaves[1:], "t")
-	ctx := context.Background()
-	var st *Status
-	waitFor(t, 20*time.Second, func() string {
-		var err error
-		if st, err = GetStatus(ctx, e.opts); err != nil {
-			return err.Error()
-		}
-		if st.Slaves[0].State != StateConflict {
-			return fmt.Sprintf("slave lyon: %+v", st.Slaves[0])
-		}
-		return ""
-	})
-	msg := st.Slaves[0].LastError
+	msg := e.waitState(0, StateConflict).LastError
 	for _, want := range []string{"update_missing", "lyon", "public.t", "id = '7'", "txid"} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("conflict error %q does not name %q", msg, want)
@@ -406,6 +394,23 @@ func TestConflictStopsOnlyThatSlave(t *testing.T) {
 	e.waitConverged(30*time.Second, "t")
 }
 
+// waitState waits until status shows slave i in state, and returns its status.
+func (e *env) waitState(i int, state string) SlaveStatus {
+	e.t.Helper()
+	var st *Status
+	waitFor(e.t, 20*time.Second, func() string {
+		var err error
+		if st, err = GetStatus(context.Background(), e.opts); err != nil {
+			return err.Error()
+		}
+		if st.Slaves[i].State != state {
+			return fmt.Sprintf("slave %s: %+v", st.Slaves[i].Name, st.Slaves[i])
+		}
+		return ""
+	})
+	return st.Slaves[i]
+}
+
 // Consecutive INSERTs are applied as one multi-row INSERT; when one of its
 // rows conflicts, the batch is applied again one statement per row, so that
 // the conflict names that row, and nothing of the batch is kept.
@@ -416,19 +421,7 @@ func TestConflictInJoinedInsertNamesTheRow(t *testing.T) {
 	e.start(nil)
 	e.tx(e.master, `INSERT INTO t SELECT g, 'a' FROM generate_series(1, 6) g`, `INSERT INTO t VALUES (7, 'b')`,
 		`INSERT INTO t SELECT g, 'c' FROM generate_series(8, 20) g`)
-	ctx := context.Background()
-	var st *Status
-	waitFor(t, 20*time.Second, func() string {
-		var err error
-		if st, err = GetStatus(ctx, e.opts); err != nil {
-			return err.Error()
-		}
-		if st.Slaves[0].State != StateConflict {
-			return fmt.Sprintf("slave lyon: %+v", st.Slaves[0])
-		}
-		return ""
-	})
-	msg := st.Slaves[0].LastError
+	msg := e.waitState(0, StateConflict).LastError
 	for _, want := range []string{"insert_exists", "public.t", "key ('7', 'b')", "INSERT INTO public.t (id, v) VALUES ('7', 'b') ON CONFLICT DO NOTHING"} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("conflict error %q does not name %q", msg, want)
