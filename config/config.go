@@ -168,20 +168,26 @@ func Load(path string) (*Config, error) {
 		}
 		return nil, fmt.Errorf("read config %s: %w", path, err)
 	}
-	cfg, err := Parse(string(b))
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		abs = path
+	}
+	cfg, err := parse(string(b), filepath.Dir(abs))
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
-	if abs, err := filepath.Abs(path); err == nil {
-		cfg.Path = abs
-	} else {
-		cfg.Path = path
-	}
+	cfg.Path = abs
 	return cfg, nil
 }
 
-// Parse decodes and validates a configuration held in a string.
-func Parse(text string) (*Config, error) {
+// Parse decodes and validates a configuration held in a string; relative
+// file paths in it are taken from the current directory.
+func Parse(text string) (*Config, error) { return parse(text, "") }
+
+// parse is Parse with relative file paths (password_file, log.file) taken
+// from dir, the configuration file's directory: a service runs with a
+// working directory of its manager's choosing.
+func parse(text, dir string) (*Config, error) {
 	cfg := Defaults()
 	cfg.Mail = DefaultMail()
 	md, err := toml.Decode(text, &cfg)
@@ -195,12 +201,34 @@ func Parse(text string) (*Config, error) {
 	for _, k := range md.Undecoded() {
 		errs = append(errs, fmt.Errorf("%s: unknown key", k.String()))
 	}
+	cfg.resolvePaths(dir)
 	errs = append(errs, cfg.expand()...)
 	errs = append(errs, cfg.Validate()...)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
 	return &cfg, nil
+}
+
+// resolvePaths makes the relative file paths of the configuration relative
+// to dir.
+func (c *Config) resolvePaths(dir string) {
+	if dir == "" {
+		return
+	}
+	abs := func(p *string) {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(dir, *p)
+		}
+	}
+	abs(&c.Master.PasswordFile)
+	for i := range c.Slaves {
+		abs(&c.Slaves[i].PasswordFile)
+	}
+	if c.Mail != nil {
+		abs(&c.Mail.PasswordFile)
+	}
+	abs(&c.Log.File)
 }
 
 var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)

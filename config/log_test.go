@@ -1,6 +1,8 @@
 package config
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -83,3 +85,28 @@ dsn = "host=a dbname=b"
 name = "lyon"
 dsn = "host=c dbname=b"
 `
+
+// A service runs in a working directory of its manager's choosing: relative
+// paths are taken from the configuration file's directory.
+func TestRelativePathsFromTheConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "lyon.pw"), []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(dir, "goreplica.toml")
+	text := base + "password_file = \"lyon.pw\"\n[log]\nfile = \"logs/goreplica.log\"\n"
+	if err := os.WriteFile(cfgPath, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(t.TempDir())
+	cfg, err := Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join(dir, "logs", "goreplica.log"); cfg.Log.File != want {
+		t.Errorf("log.file = %s, want %s", cfg.Log.File, want)
+	}
+	if !strings.Contains(cfg.Slaves[0].DSN.Reveal(), "s3cret") {
+		t.Errorf("slave[0].password_file not read from the configuration's directory: %s", cfg.Slaves[0].DSN)
+	}
+}
