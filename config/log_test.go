@@ -8,7 +8,7 @@ import (
 )
 
 func TestLogSectionProblemsReportedWithTheirPaths(t *testing.T) {
-	_, err := Parse(base + `
+	_, err := Parse(mailBase + `
 [log]
 level = "verbose"
 format = "xml"
@@ -31,7 +31,7 @@ max_files = 0
 }
 
 func TestLogDefaults(t *testing.T) {
-	cfg, err := Parse(base)
+	cfg, err := Parse(mailBase)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +59,7 @@ func TestSizes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.toml, func(t *testing.T) {
-			cfg, err := Parse(base + "\n[log]\nmax_size = " + tt.toml + "\n")
+			cfg, err := Parse(mailBase + "\n[log]\nmax_size = " + tt.toml + "\n")
 			if tt.problem == "" {
 				if err != nil {
 					t.Fatal(err)
@@ -76,16 +76,6 @@ func TestSizes(t *testing.T) {
 	}
 }
 
-// base is the smallest valid configuration.
-const base = `
-[master]
-name = "paris"
-dsn = "host=a dbname=b"
-[[slave]]
-name = "lyon"
-dsn = "host=c dbname=b"
-`
-
 // A service runs in a working directory of its manager's choosing: relative
 // paths are taken from the configuration file's directory.
 func TestRelativePathsFromTheConfigFile(t *testing.T) {
@@ -94,7 +84,7 @@ func TestRelativePathsFromTheConfigFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfgPath := filepath.Join(dir, "goreplica.toml")
-	text := base + "password_file = \"lyon.pw\"\n[log]\nfile = \"logs/goreplica.log\"\n"
+	text := mailBase + "password_file = \"lyon.pw\"\n[log]\nfile = \"logs/goreplica.log\"\n"
 	if err := os.WriteFile(cfgPath, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
