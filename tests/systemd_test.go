@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -194,6 +195,24 @@ func TestSystemdUnit(t *testing.T) {
 	second := pairs[1]
 	if r := gr("service", "install", "-c", second.cfg, "--name", second.name); r.code != 0 {
 		t.Fatalf("install a second instance\n%s", r)
+	}
+	// Its configuration breaks before it starts: Type=notify makes start
+	// fail and say where to look; once the file is mended it starts.
+	good, err := os.ReadFile(c.Path(second.cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WriteFile(second.cfg, []byte("[master]\nname = \"oslo\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := gr("service", "start", "--name", second.name); r.code == 0 || !strings.Contains(r.stderr, "journalctl -u "+second.name+".service") {
+		t.Errorf("start with a broken configuration: want a failure that names journalctl\n%s", r)
+	}
+	if text := journalText(journalEntries(ctx, t, c, second.name+".service")); !strings.Contains(text, "master.dsn: required") {
+		t.Errorf("the journal does not say what is wrong with the configuration:\n%s", text)
+	}
+	if err := c.WriteFile(second.cfg, good, 0o600); err != nil {
+		t.Fatal(err)
 	}
 	if r := gr("service", "start", "--name", second.name); r.code != 0 {
 		t.Fatalf("start a second instance\n%s", r)
