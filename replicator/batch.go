@@ -227,6 +227,12 @@ func (w *worker) cycle(ctx context.Context) (int, error) {
 // commit ends the slave transaction of batch next and acknowledges it on the
 // master.
 func (w *worker) commit(ctx context.Context, next position, snapTime time.Time) error {
+	// The batch and its position are in place: from here it is finished
+	// even if a stop is requested (a PREPARE or COMMIT interrupted by a
+	// cancellation may have happened all the same, and would be left for
+	// the next start to find), within finishTimeout.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
+	defer cancel()
 	if !w.slave.TwoPhase {
 		if _, err := w.conn.ExecContext(ctx, "COMMIT"); err != nil {
 			return w.slaveErr(fmt.Sprintf("commit batch %d", next.batch), err)
@@ -248,17 +254,14 @@ func (w *worker) commit(ctx context.Context, next position, snapTime time.Time) 
 		return err
 	}
 	// From here the batch is durable on the slave and will be committed,
-	// now or by the in-doubt resolution at the next connect: finish it
-	// even if a stop was requested.
-	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
-	defer cancel()
-	ackErr := w.ack(fctx, next, snapTime)
+	// now or by the in-doubt resolution at the next connect.
+	ackErr := w.ack(ctx, next, snapTime)
 	if ackErr == nil {
 		if err := w.hookAt("after-ack"); err != nil {
 			return err
 		}
 	}
-	if _, err := w.conn.ExecContext(fctx, "COMMIT PREPARED "+pq.QuoteLiteral(g)); err != nil {
+	if _, err := w.conn.ExecContext(ctx, "COMMIT PREPARED "+pq.QuoteLiteral(g)); err != nil {
 		return w.slaveErr("commit prepared "+g, err)
 	}
 	if err := w.hookAt("after-commit"); err != nil {
