@@ -16,3 +16,6 @@ func EnvironmentHint(string) string { return "in the environment of the service 
 func statusAfterError(string) (State, bool) { return NotInstalled, false }
 
 func platformStatus(string) (State, bool, error) { return NotInstalled, false, nil }
+
+// waitStarted has nothing to wait for here.
+func waitStarted(string) error { return nil }

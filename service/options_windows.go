@@ -2,8 +2,10 @@ package service
 
 import (
 	"fmt"
+	"time"
 
 	kservice "github.com/kardianos/service"
+	"golang.org/x/sys/windows/svc"
 	"golang.org/x/sys/windows/svc/mgr"
 )
 
@@ -55,3 +57,37 @@ func EnvironmentHint(name string) string {
 func statusAfterError(string) (State, bool) { return NotInstalled, false }
 
 func platformStatus(string) (State, bool, error) { return NotInstalled, false, nil }
+
+// waitStarted waits for a service the SCM was asked to start to leave the
+// start pending state: StartService returns as soon as the process has
+// connected to the SCM, before the daemon has read its configuration. A
+// service that stopped instead failed to start; its reason is in the event
+// log.
+func waitStarted(name string) error {
+	m, err := mgr.Connect()
+	if err != nil {
+		return fmt.Errorf("start service %s: %w", name, err)
+	}
+	defer m.Disconnect()
+	s, err := m.OpenService(name)
+	if err != nil {
+		return fmt.Errorf("start service %s: %w", name, err)
+	}
+	defer s.Close()
+	deadline := time.Now().Add(StopTimeout)
+	for {
+		st, err := s.Query()
+		if err != nil {
+			return fmt.Errorf("start service %s: %w", name, err)
+		}
+		switch {
+		case st.State == svc.Running:
+			return nil
+		case st.State == svc.Stopped:
+			return fmt.Errorf("service %s stopped as it started (exit code %d)", name, st.ServiceSpecificExitCode)
+		case time.Now().After(deadline):
+			return fmt.Errorf("service %s still starting after %s", name, StopTimeout)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

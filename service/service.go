@@ -189,7 +189,10 @@ func control(name, action string) error {
 		if err != nil {
 			return fmt.Errorf("%s service %s: %w", action, name, err)
 		}
-		return nil
+		if action == "stop" {
+			return nil
+		}
+		return waitStarted(name)
 	case <-time.After(StopTimeout + 30*time.Second):
 		return fmt.Errorf("%s service %s: no answer from the service manager after %s", action, name, StopTimeout+30*time.Second)
 	}

@@ -87,6 +87,25 @@ func TestWindowsService(t *testing.T) {
 		}
 	}
 
+	// A configuration that breaks after install: start fails and says where
+	// to look, and the event log has the reason.
+	if err := os.WriteFile(p.HostPath(cfgPath), []byte("[master]\nname = \"m\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r = gr("service", "start", "--name", name)
+	if r.code == 0 || !strings.Contains(r.stderr, "stopped as it started") || !strings.Contains(r.stderr, "Application event log, source "+name) {
+		t.Errorf("start with a broken configuration: want a failure that points at the event log\n%s", r)
+	}
+	var reason bool
+	for _, l := range strings.Split(p.ServiceOutput(), "\n") {
+		reason = reason || (strings.Contains(l, "err:eventlog:ReportEventW") && strings.Contains(l, "master.dsn: required"))
+	}
+	if !reason {
+		t.Errorf("no event log error saying what is wrong with the configuration:\n%s", p.ServiceOutput())
+	}
+	if err := os.WriteFile(p.HostPath(cfgPath), []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if r := gr("service", "start", "--name", name); r.code != 0 || r.stdout != "service "+name+": running\n" {
 		t.Fatalf("start: want exit 0 and 'running'\n%s", r)
 	}
