@@ -1,6 +1,9 @@
 //go:build linux
 
-// Package nspawn boots a minimal Debian with real systemd as PID 1 in systemd-nspawn, for tests that install and drive system services. It does not manage images beyond one cached root file system, and it is for tests only.
+// Package nspawn boots a minimal Debian with real systemd as PID 1 in
+// systemd-nspawn, for tests that install and drive system services. It does
+// not manage images beyond one cached root file system, and it is for tests
+// only (Linux, as root).
 package nspawn
 
 // How it works, for whoever maintains it:

@@ -1,4 +1,6 @@
-// Package wine runs Windows programs under Wine in a throwaway prefix with a running service control manager, for tests of the Windows build. It is for tests only and is not a Windows emulation layer of its own.
+// Package wine runs Windows programs under Wine in a throwaway prefix with a
+// running service control manager, for tests of the Windows build. It is for
+// tests only and is not a Windows emulation layer of its own.
 package wine
 
 import (
