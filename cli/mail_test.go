@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bytes"
@@ -114,7 +114,7 @@ func TestMailTestVerb(t *testing.T) {
 	defer cancel()
 
 	var stdout, stderr bytes.Buffer
-	err = run(ctx, []string{"mail-test", "-c", writeConfig(t, l.Addr().(*net.TCPAddr).Port, "")}, &stdout, &stderr)
+	err = runCLI(ctx, []string{"mail-test", "-c", writeConfig(t, l.Addr().(*net.TCPAddr).Port, "")}, &stdout, &stderr)
 	if err != nil {
 		t.Fatalf("mail-test: %v\n%s", err, stderr.String())
 	}
@@ -133,7 +133,7 @@ func TestMailTestVerb(t *testing.T) {
 	// Nothing listens on the port any more: one clear line, an error.
 	_ = srv.Close()
 	stdout.Reset()
-	err = run(ctx, []string{"mail-test", "-c", writeConfig(t, l.Addr().(*net.TCPAddr).Port, "")}, &stdout, &stderr)
+	err = runCLI(ctx, []string{"mail-test", "-c", writeConfig(t, l.Addr().(*net.TCPAddr).Port, "")}, &stdout, &stderr)
 	if err == nil || !strings.HasPrefix(err.Error(), "mail-test: connection refused by 127.0.0.1:") || strings.Contains(err.Error(), "\n") {
 		t.Errorf("mail-test against a closed port: %v", err)
 	}
@@ -148,7 +148,7 @@ func TestMailTestWithoutSection(t *testing.T) {
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	err := run(context.Background(), []string{"mail-test", "-c", path}, io.Discard, io.Discard)
+	err := runCLI(context.Background(), []string{"mail-test", "-c", path}, io.Discard, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "no [mail] section") {
 		t.Errorf("mail-test without [mail]: %v", err)
 	}
@@ -241,12 +241,12 @@ func TestStartStopMail(t *testing.T) {
 	var logs bytes.Buffer
 	logger := slog.New(slog.NewTextHandler(&logs, nil))
 
-	if m, err := startMailer(&config.Config{}, logger); m != nil || err != nil {
+	if m, err := startMailer(&config.Config{}, logger, "dev"); m != nil || err != nil {
 		t.Fatalf("without [mail]: %v, %v", m, err)
 	}
 	stopMailer(nil, nil, logger) // no [mail]: nothing to do
 
-	m, err := startMailer(cfg, logger)
+	m, err := startMailer(cfg, logger, "dev")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,7 +266,7 @@ func TestStartStopMail(t *testing.T) {
 		t.Errorf("clean stop mail:\n%s", stop)
 	}
 
-	m, err = startMailer(cfg, logger)
+	m, err = startMailer(cfg, logger, "dev")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -278,4 +278,9 @@ func TestStartStopMail(t *testing.T) {
 	if strings.Contains(logs.String(), "level=WARN") {
 		t.Errorf("warnings:\n%s", logs.String())
 	}
+}
+
+// runCLI runs a command line as main does.
+func runCLI(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return (&CLI{Version: "dev", Stdout: stdout, Stderr: stderr}).Run(ctx, args)
 }

@@ -1,4 +1,8 @@
-package main
+// Package demo runs goreplica's demonstration: a throwaway master and two
+// slaves started from the local PostgreSQL binaries, a live write workload on
+// the master, one status line a second, and a final comparison of every
+// table. It does not parse a command line or read a configuration file.
+package demo
 
 import (
 	"context"
@@ -17,10 +21,6 @@ import (
 	"github.com/goreplica/goreplica/pgserver"
 	"github.com/goreplica/goreplica/replicator"
 )
-
-func init() {
-	verbs["demo"] = verb{"start a throwaway master and two slaves, replicate a live workload, verify, clean up", runDemo}
-}
 
 const demoSchema = `
 CREATE TABLE customer (
@@ -42,13 +42,20 @@ SELECT 'customer ' || g, 'c' || g || '@example.com', 100 FROM generate_series(1,
 
 var demoTables = []string{"customer", `"order"`}
 
-func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs, _ := newFlags("demo", stderr)
-	duration := fs.Duration("duration", 10*time.Second, "how long the write workload runs")
-	clients := fs.Int("clients", 4, "concurrent writers on the master")
-	if err := fs.Parse(args); err != nil {
-		return usageError{err.Error()}
-	}
+// Options says how long and how hard the demonstration writes, and where it
+// prints.
+type Options struct {
+	Duration   time.Duration // how long the write workload runs
+	Clients    int           // concurrent writers on the master
+	TriggerSQL string        // the SQL goreplica installs (trigger.sql)
+	Stdout     io.Writer     // progress lines
+	Stderr     io.Writer     // the replicator's warnings and errors
+}
+
+// Run starts the servers, replicates the workload for o.Duration, waits for
+// the slaves to match the master and removes the servers.
+func Run(ctx context.Context, o Options) error {
+	stdout, stderr := o.Stdout, o.Stderr
 	if _, err := pgserver.BinariesAvailable(pgserver.Options{}); err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
@@ -108,7 +115,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		// below show what the daemon does.
 		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}
-	rep, err := replicator.Init(startCtx, opts, triggerSQL)
+	rep, err := replicator.Init(startCtx, opts, o.TriggerSQL)
 	if err != nil {
 		return fmt.Errorf("demo: init: %w", err)
 	}
@@ -133,13 +140,13 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		<-runDone
 	}()
 
-	say("running %d writers on paris for %s (orders, payments, deletes, multi-row transactions)...", *clients, *duration)
+	say("running %d writers on paris for %s (orders, payments, deletes, multi-row transactions)...", o.Clients, o.Duration)
 	var commits atomic.Int64
-	workCtx, stopWork := context.WithTimeout(ctx, *duration)
+	workCtx, stopWork := context.WithTimeout(ctx, o.Duration)
 	defer stopWork()
 	var workers sync.WaitGroup
-	workErr := make(chan error, *clients)
-	for c := range *clients {
+	workErr := make(chan error, o.Clients)
+	for c := range o.Clients {
 		workers.Add(1)
 		go func() {
 			defer workers.Done()
@@ -150,7 +157,9 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	tick := time.NewTicker(time.Second)
 	start := time.Now()
-	var last int64
+	// Each line shows the seconds elapsed (one line per second) and the rate
+	// of commits since the previous line.
+	last, lastAt, secs := int64(0), start, 0
 loop:
 	for {
 		select {
@@ -161,10 +170,11 @@ loop:
 			workers.Wait()
 			return fmt.Errorf("demo: workload: %w", err)
 		case <-tick.C:
-			n := commits.Load()
+			n, now := commits.Load(), time.Now()
 			st, err := replicator.GetStatus(ctx, opts)
-			line := fmt.Sprintf("  %4.0fs  paris %5d tx/s", time.Since(start).Seconds(), n-last)
-			last = n
+			secs++
+			line := fmt.Sprintf("  %4ds  paris %5.0f tx/s", secs, float64(n-last)/now.Sub(lastAt).Seconds())
+			last, lastAt = n, now
 			if err == nil {
 				for _, s := range st.Slaves {
 					line += fmt.Sprintf(" | %s %s lag %.2fs pending %d", s.Name, s.State, s.LagSeconds, s.PendingEvents)

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -64,7 +64,7 @@ const mailStopTimeout = 5 * time.Second
 
 // startMailer starts the alert mailer when the configuration has a [mail]
 // section (it returns nil otherwise) and sends the start mail.
-func startMailer(cfg *config.Config, logger *slog.Logger) (*mailer.Mailer, error) {
+func startMailer(cfg *config.Config, logger *slog.Logger, version string) (*mailer.Mailer, error) {
 	if cfg.Mail == nil {
 		return nil, nil
 	}

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -12,16 +12,6 @@ import (
 	"github.com/goreplica/goreplica/config"
 	"github.com/goreplica/goreplica/service"
 )
-
-func init() {
-	verbs["service"] = verb{"install|uninstall|start|stop|restart|status|print-unit: goreplica as a system service", runService}
-}
-
-// exitStatus is returned by a verb whose outcome is its exit code (service
-// status): main exits with it and prints nothing more.
-type exitStatus int
-
-func (e exitStatus) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
 
 // serviceActions are the actions of the service verb, in the order help shows them.
 var serviceActions = []string{"install", "uninstall", "start", "stop", "restart", "status", "print-unit"}
@@ -42,7 +32,8 @@ const serviceUsage = `usage: goreplica service ACTION [flags]
 
 NAME defaults to goreplica.`
 
-func runService(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func (c *CLI) runService(_ context.Context, args []string) error {
+	stdout, stderr := c.Stdout, c.Stderr
 	if len(args) == 0 || !slices.Contains(serviceActions, args[0]) {
 		if len(args) > 0 && (args[0] == "help" || args[0] == "-h" || args[0] == "--help") {
 			fmt.Fprintln(stdout, serviceUsage)
@@ -50,27 +41,25 @@ func runService(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		fmt.Fprintln(stderr, serviceUsage)
 		if len(args) == 0 {
-			return usageError{"service: an action is required"}
+			return UsageError{Msg: "service: an action is required"}
 		}
-		return usageError{fmt.Sprintf("service: unknown action %q", args[0])}
+		return UsageError{Msg: fmt.Sprintf("service: unknown action %q", args[0])}
 	}
 	action := args[0]
 	withConfig := action == "install" || action == "print-unit"
-	fs := newFlagSet("service "+action, stderr)
+	c.verb = &verb{name: "service " + action, synopsis: "[flags]", summary: "see 'goreplica service --help'"}
+	fs := c.flags()
 	name := fs.String("name", service.DefaultName, "service `NAME`")
 	var cfgFlag, user *string
 	if withConfig {
 		cfgFlag = fs.String("c", "", "configuration `FILE` the service runs with (default $GOREPLICA_CONFIG, then "+config.DefaultPath()+")")
 		user = fs.String("user", "", "run the service as `USER` (default: root; LocalSystem on Windows)")
 	}
-	if err := fs.Parse(args[1:]); err != nil {
-		return usageError{err.Error()}
-	}
-	if fs.NArg() > 0 {
-		return usageError{fmt.Sprintf("service %s: unexpected argument %q", action, fs.Arg(0))}
+	if err := c.parse(fs, args[1:], 0); err != nil {
+		return err
 	}
 	if err := service.CheckName(*name); err != nil {
-		return usageError{err.Error()}
+		return UsageError{Verb: "service", Msg: err.Error()}
 	}
 	if withConfig {
 		sc, warnings, err := serviceConfig(*cfgFlag, *name, *user, action == "install")
@@ -98,9 +87,9 @@ func runService(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		case service.Running:
 			return nil
 		case service.NotInstalled:
-			return exitStatus(4)
+			return ExitStatus(4)
 		}
-		return exitStatus(3)
+		return ExitStatus(3)
 	case "uninstall":
 		if err := service.Uninstall(*name); err != nil {
 			return err
@@ -140,7 +129,7 @@ func serviceConfig(cfgFlag, name, user string, check bool) (service.Config, []st
 			return service.Config{}, nil, err
 		}
 	} else if _, err := os.Stat(path); err != nil {
-		return service.Config{}, nil, fmt.Errorf("configuration file: %w", err)
+		return service.Config{}, nil, fmt.Errorf("configuration file: %w (pass -c FILE or set GOREPLICA_CONFIG; sample.toml documents every key)", err)
 	}
 	exe, err := os.Executable()
 	if err != nil {

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -17,20 +17,15 @@ import (
 	"github.com/goreplica/goreplica/service"
 )
 
-func init() {
-	verbs["run"] = verb{"run the replication daemon in the foreground", runRun}
-}
-
-func runRun(ctx context.Context, args []string, _, stderr io.Writer) error {
-	fs, c := newFlags("run", stderr)
+func (c *CLI) runRun(ctx context.Context, args []string) error {
+	fs := c.flags()
+	cfgPath := configFlag(fs)
 	name := fs.String("service", "", "run under the service manager as service `NAME` (the command line 'goreplica service install' registers has it)")
-	if err := fs.Parse(args); err != nil {
-		return usageError{err.Error()}
+	if err := c.parse(fs, args, 0); err != nil {
+		return err
 	}
-	if fs.NArg() > 0 {
-		return usageError{fmt.Sprintf("run: unexpected argument %q", fs.Arg(0))}
-	}
-	path := config.Resolve(*c)
+	stderr := c.Stderr
+	path := config.Resolve(*cfgPath)
 	run := func(ctx context.Context, ready func()) error {
 		cfg, err := config.Load(path)
 		if err != nil {
@@ -41,13 +36,13 @@ func runRun(ctx context.Context, args []string, _, stderr io.Writer) error {
 			return err
 		}
 		defer closeLog()
-		return daemon(ctx, cfg, logger, ready)
+		return c.daemon(ctx, cfg, logger, ready)
 	}
 	if *name == "" {
 		return run(ctx, func() {})
 	}
 	if err := service.CheckName(*name); err != nil {
-		return usageError{err.Error()}
+		return UsageError{Verb: "run", Msg: err.Error()}
 	}
 	return service.Run(ctx, *name, run)
 }
@@ -55,10 +50,10 @@ func runRun(ctx context.Context, args []string, _, stderr io.Writer) error {
 // daemon replicates until ctx is cancelled. With a [mail] section it mails
 // on start, stop and every alert the replicator raises. It calls ready once
 // the replicator runs.
-func daemon(ctx context.Context, cfg *config.Config, logger *slog.Logger, ready func()) (err error) {
+func (c *CLI) daemon(ctx context.Context, cfg *config.Config, logger *slog.Logger, ready func()) (err error) {
 	opts := replicatorOptions(cfg)
 	opts.Logger = logger
-	m, err := startMailer(cfg, logger)
+	m, err := startMailer(cfg, logger, c.Version)
 	if err != nil {
 		return err
 	}
@@ -78,7 +73,7 @@ func daemon(ctx context.Context, cfg *config.Config, logger *slog.Logger, ready 
 		return err
 	}
 	defer r.Close()
-	logger.Info("goreplica starting", "version", version, "master", cfg.Master.Name,
+	logger.Info("goreplica starting", "version", c.Version, "master", cfg.Master.Name,
 		"slaves", strings.Join(slaveNames(cfg), ","), "config", cfg.Path)
 	go func() {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)

@@ -1,9 +1,10 @@
-package main
+package cli
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -14,32 +15,27 @@ import (
 	"github.com/goreplica/goreplica/replicator"
 )
 
-func init() {
-	verbs["init"] = verb{"check servers and tables, install capture on the master and the slaves", runInit}
-	verbs["status"] = verb{"show each slave's state, lag, pending events and errors (--json)", runStatus}
-	verbs["uninstall"] = verb{"remove every trigger and the replica schema from master and slaves (--yes)", runUninstall}
-}
-
-func loadFor(name string, args []string, stderr io.Writer, extra func(*flagSet)) (*config.Config, error) {
-	fs, c := newFlags(name, stderr)
+// load parses a verb's flags (-c and those extra adds) and loads the
+// configuration.
+func (c *CLI) load(args []string, extra func(*flag.FlagSet)) (*config.Config, error) {
+	fs := c.flags()
+	path := configFlag(fs)
 	if extra != nil {
 		extra(fs)
 	}
-	if err := fs.Parse(args); err != nil {
-		return nil, usageError{err.Error()}
+	if err := c.parse(fs, args, 0); err != nil {
+		return nil, err
 	}
-	if fs.NArg() > 0 {
-		return nil, usageError{fmt.Sprintf("%s: unexpected argument %q", name, fs.Arg(0))}
-	}
-	return config.Load(config.Resolve(*c))
+	return config.Load(config.Resolve(*path))
 }
 
-func runInit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	cfg, err := loadFor("init", args, stderr, nil)
+func (c *CLI) runInit(ctx context.Context, args []string) error {
+	stdout := c.Stdout
+	cfg, err := c.load(args, nil)
 	if err != nil {
 		return err
 	}
-	rep, err := replicator.Init(ctx, replicatorOptions(cfg), triggerSQL)
+	rep, err := replicator.Init(ctx, replicatorOptions(cfg), c.TriggerSQL)
 	if err != nil {
 		return fmt.Errorf("init:\n  %w", indent(err))
 	}
@@ -51,7 +47,7 @@ func runInit(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fmt.Fprintf(stdout, "master %s: table %s no longer matched: capture removed\n", cfg.Master.Name, t)
 	}
 	fmt.Fprintf(stdout, "slaves registered: %s\n", strings.Join(rep.Slaves, ", "))
-	fmt.Fprintln(stdout, "ready: start the daemon with 'goreplica run'")
+	fmt.Fprintf(stdout, "ready: start the daemon with 'goreplica run -c %s'\n", cfg.Path)
 	return nil
 }
 
@@ -60,9 +56,10 @@ func indent(err error) error {
 	return errors.New(strings.ReplaceAll(err.Error(), "\n", "\n  "))
 }
 
-func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func (c *CLI) runStatus(ctx context.Context, args []string) error {
+	stdout := c.Stdout
 	var asJSON bool
-	cfg, err := loadFor("status", args, stderr, func(fs *flagSet) {
+	cfg, err := c.load(args, func(fs *flag.FlagSet) {
 		fs.BoolVar(&asJSON, "json", false, "print JSON")
 	})
 	if err != nil {
@@ -106,16 +103,17 @@ func printStatus(w io.Writer, st *replicator.Status) {
 	}
 }
 
-func runUninstall(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func (c *CLI) runUninstall(ctx context.Context, args []string) error {
+	stdout := c.Stdout
 	var yes bool
-	cfg, err := loadFor("uninstall", args, stderr, func(fs *flagSet) {
+	cfg, err := c.load(args, func(fs *flag.FlagSet) {
 		fs.BoolVar(&yes, "yes", false, "confirm: remove goreplica's triggers and schema replica (with its log) from master and slaves")
 	})
 	if err != nil {
 		return err
 	}
 	if !yes {
-		return usageError{"uninstall removes every goreplica trigger and the replica schema, with the change log, from the master and all slaves: run again with --yes to confirm"}
+		return UsageError{Verb: "uninstall", Msg: "uninstall removes every goreplica trigger and the replica schema, with the change log, from the master and all slaves: run again with --yes to confirm"}
 	}
 	if err := replicator.Uninstall(ctx, replicatorOptions(cfg)); err != nil {
 		return fmt.Errorf("uninstall:\n  %w", indent(err))
