@@ -56,35 +56,64 @@ func indent(err error) error {
 	return errors.New(strings.ReplaceAll(err.Error(), "\n", "\n  "))
 }
 
+// Exit codes of status (and the states behind them), for scripts.
+const (
+	statusOK          = 0 // every slave is running
+	statusUnreachable = 3 // the master cannot be reached
+	statusNotRunning  = 4 // a slave is stopped, in conflict or error, unreachable, not registered or not configured
+)
+
 func (c *CLI) runStatus(ctx context.Context, args []string) error {
 	stdout := c.Stdout
 	var asJSON bool
 	cfg, err := c.load(args, func(fs *flag.FlagSet) {
-		fs.BoolVar(&asJSON, "json", false, "print JSON")
+		fs.BoolVar(&asJSON, "json", false, "print JSON (with an \"error\" field when status cannot be read)")
 	})
-	if err != nil {
-		return err
+	if err == nil {
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		var st *replicator.Status
+		if st, err = replicator.GetStatus(cctx, replicatorOptions(cfg)); err == nil {
+			if asJSON {
+				enc := json.NewEncoder(stdout)
+				enc.SetIndent("", "  ")
+				if err := enc.Encode(st); err != nil {
+					return err
+				}
+			} else {
+				printStatus(stdout, st)
+			}
+			return ExitStatus(statusCode(st))
+		}
 	}
-	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	st, err := replicator.GetStatus(cctx, replicatorOptions(cfg))
-	if err != nil {
-		return err
-	}
-	if asJSON {
+	if asJSON && !errors.As(err, new(UsageError)) && !errors.Is(err, errHelpShown) {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(st)
+		_ = enc.Encode(struct {
+			Error string `json:"error"`
+		}{err.Error()})
 	}
-	printStatus(stdout, st)
-	return nil
+	return err
+}
+
+// statusCode is status's exit code for st.
+func statusCode(st *replicator.Status) int {
+	if !st.Reachable {
+		return statusUnreachable
+	}
+	for _, s := range st.Slaves {
+		if s.State != replicator.StateRunning || !s.Configured {
+			return statusNotRunning
+		}
+	}
+	return statusOK
 }
 
 func printStatus(w io.Writer, st *replicator.Status) {
 	if !st.Reachable {
 		fmt.Fprintf(w, "master %s: UNREACHABLE: %s\n", st.Master, st.Error)
 	} else {
-		fmt.Fprintf(w, "master %s: %d tables captured, %d events in the log\n", st.Master, st.TablesCount, st.LogRows)
+		fmt.Fprintf(w, "master %s: %d tables captured, %d events in the log (%s)\n", st.Master, st.TablesCount, st.LogRows, bytesText(st.LogBytes))
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "SLAVE\tSTATE\tLAG\tPENDING\tBATCH\tIN-DOUBT\tLAST ERROR")
@@ -97,6 +126,9 @@ func printStatus(w io.Writer, st *replicator.Status) {
 	}
 	tw.Flush()
 	for _, s := range st.Slaves {
+		if !s.Configured {
+			fmt.Fprintf(w, "slave %s: registered on master %s but not in the configuration: it holds back purge of the log; 'goreplica unregister %s' removes it\n", s.Name, st.Master, s.Name)
+		}
 		for _, g := range s.InDoubt {
 			fmt.Fprintf(w, "slave %s: prepared transaction %s is in doubt ('goreplica run' commits it)\n", s.Name, g)
 		}
@@ -119,5 +151,40 @@ func (c *CLI) runUninstall(ctx context.Context, args []string) error {
 		return fmt.Errorf("uninstall:\n  %w", indent(err))
 	}
 	fmt.Fprintf(stdout, "goreplica removed from master %s and slaves %s\n", cfg.Master.Name, strings.Join(slaveNames(cfg), ", "))
+	return nil
+}
+
+// bytesText prints a size in the largest unit that keeps it above 1.
+func bytesText(n int64) string {
+	units := []string{"B", "kB", "MB", "GB", "TB"}
+	f, i := float64(n), 0
+	for f >= 1024 && i < len(units)-1 {
+		f /= 1024
+		i++
+	}
+	if i == 0 {
+		return fmt.Sprintf("%d B", n)
+	}
+	return fmt.Sprintf("%.1f %s", f, units[i])
+}
+
+func (c *CLI) runUnregister(ctx context.Context, args []string) error {
+	fs := c.flags()
+	path := configFlag(fs)
+	if err := c.parse(fs, args, 1); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return UsageError{Verb: "unregister", Msg: "unregister: name the slave to unregister"}
+	}
+	cfg, err := config.Load(config.Resolve(*path))
+	if err != nil {
+		return err
+	}
+	name := fs.Arg(0)
+	if err := replicator.Unregister(ctx, replicatorOptions(cfg), name); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.Stdout, "slave %s unregistered from master %s: the log no longer waits for it\n", name, cfg.Master.Name)
 	return nil
 }

@@ -37,6 +37,8 @@ var verbs = []verb{
 	{"init", "[-c FILE]", "check servers and tables, install capture on the master and the slaves", true, (*CLI).runInit},
 	{"run", "[-c FILE]", "run the replication daemon in the foreground", true, (*CLI).runRun},
 	{"status", "[-c FILE] [--json]", "show each slave's state, lag, pending events and errors", true, (*CLI).runStatus},
+	{"check", "[-c FILE] [--warning 30s] [--critical 5m]", "Nagios/Icinga plugin: one line with perfdata, exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN", true, (*CLI).runCheck},
+	{"unregister", "[-c FILE] SLAVE", "remove a slave the configuration no longer names from the master's registry (it holds back purge)", true, (*CLI).runUnregister},
 	{"uninstall", "[-c FILE] --yes", "remove every trigger and the replica schema from master and slaves", true, (*CLI).runUninstall},
 	{"service", "ACTION [flags]", "install|uninstall|start|stop|restart|status|print-unit: goreplica as a system service", true, (*CLI).runService},
 	{"mail-test", "[-c FILE]", "send a test alert mail and report the SMTP outcome in one line", true, (*CLI).runMailTest},

@@ -182,6 +182,8 @@ func TestSlaveStateAndLag(t *testing.T) {
 		{"silent daemon", StateRunning, time.Minute, true, true, StateStopped},
 		{"never heard", StateRunning, 0, false, true, StateStopped},
 		{"conflict", StateConflict, time.Second, true, true, StateConflict},
+		{"first batch still applying", StateStopped, time.Second, true, true, StateRunning},
+		{"stopped cleanly", StateStopped, 0, false, true, StateStopped},
 		{"slave down", StateRunning, time.Second, true, false, StateUnreachable},
 	}
 	for _, tt := range tests {

@@ -156,6 +156,7 @@ func Init(ctx context.Context, opts Options, triggerSQL string) (*InitReport, er
 			problems = append(problems, err)
 		}
 	}
+	problems = append(problems, checkDistinct(ctx, opts, master, slaves)...)
 	if len(problems) > 0 {
 		return nil, errors.Join(problems...)
 	}

@@ -37,6 +37,11 @@ type Options struct {
 	Logger  *slog.Logger
 	Alerter Alerter // nil: no alerts
 	Waker   Waker   // nil: poll only
+	// Observer counts batches and failures for metrics; nil: none.
+	Observer Observer
+
+	// heartbeatEvery replaces heartbeatEvery (tests only).
+	heartbeatEvery time.Duration
 }
 
 // Waker delivers wake-ups: a NOTIFY from the master's log triggers, or a

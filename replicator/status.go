@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/lib/pq"
@@ -20,7 +21,12 @@ const sqlSlaveStatus = `SELECT s.name, s.state, coalesce(s.last_error, ''), s.la
        extract(epoch FROM now() - s.seen_at)::float8
   FROM replica.slaves s ORDER BY s.name`
 
-const sqlLogStats = `SELECT count(*), (SELECT count(*) FROM replica.tables) FROM replica.replica_log`
+// sqlLogStats counts the log's rows, its size on disk, and the captured
+// tables that still exist (a dropped table stays in replica.tables until
+// init runs again).
+const sqlLogStats = `SELECT count(*), pg_total_relation_size('replica.replica_log'),
+       (SELECT count(*) FROM replica.tables t JOIN pg_class c ON c.oid = t.relid)
+  FROM replica.replica_log`
 
 // Status is the state of a replication setup, as `goreplica status` shows it.
 type Status struct {
@@ -28,6 +34,7 @@ type Status struct {
 	Reachable    bool          `json:"master_reachable"`
 	Error        string        `json:"error,omitempty"`
 	LogRows      int64         `json:"log_rows"`
+	LogBytes     int64         `json:"log_bytes"`
 	TablesCount  int64         `json:"tables"`
 	Slaves       []SlaveStatus `json:"slaves"`
 	MeasuredAtMs int64         `json:"measured_at_unix_ms"`
@@ -48,12 +55,35 @@ type SlaveStatus struct {
 	AckedAt       *time.Time `json:"acked_at,omitempty"`
 	InDoubt       []string   `json:"in_doubt"`
 	Reachable     bool       `json:"reachable"`
+	// Configured is false for a slave registered on the master that the
+	// configuration no longer names: its registration holds back purge
+	// until 'goreplica unregister' removes it.
+	Configured bool `json:"configured"`
 }
+
+// States status shows besides those the workers record.
+const (
+	StateUnknown       = "unknown"        // the master cannot be reached
+	StateNotRegistered = "not registered" // in the configuration, not on the master: run init
+	StateNotConfigured = "not configured" // on the master, not in the configuration
+)
 
 // staleAfter is how long a worker may stay silent before status says no
 // daemon is applying to its slave.
-func staleAfter(poll time.Duration) time.Duration {
-	return 3 * max(poll, heartbeatEvery)
+func staleAfter(opts Options) time.Duration {
+	hb := heartbeatEvery
+	if opts.heartbeatEvery > 0 {
+		hb = opts.heartbeatEvery
+	}
+	return 3 * max(opts.PollInterval, hb)
+}
+
+// leftBehind decides whether the prepared batches of a slave are in doubt:
+// left behind by a worker that is gone (no heartbeat) or that stopped on
+// an error before it could commit them (it commits them when it connects
+// again), as opposed to the batch a running worker is committing now.
+func leftBehind(workerAlive bool, recorded string) bool {
+	return !workerAlive || recorded != StateRunning
 }
 
 // slaveState decides the state status shows from what the master recorded,
@@ -65,6 +95,10 @@ func slaveState(recorded string, silentFor, stale time.Duration, heard, reachabl
 		return StateUnreachable
 	case !heard || silentFor > stale:
 		return StateStopped
+	case recorded == StateStopped:
+		// A worker is heard from but has not finished its first batch (a
+		// long one, or a backlog) to record a state: it is applying.
+		return StateRunning
 	default:
 		return recorded
 	}
@@ -97,12 +131,12 @@ func GetStatus(ctx context.Context, opts Options) (*Status, error) {
 		}
 		st.Error = fmt.Sprintf("master %s: %v", opts.Master.Name, err)
 		for _, s := range opts.Slaves {
-			st.Slaves = append(st.Slaves, SlaveStatus{Name: s.Name, State: "unknown", InDoubt: []string{}})
+			st.Slaves = append(st.Slaves, SlaveStatus{Name: s.Name, State: StateUnknown, InDoubt: []string{}, Configured: true})
 		}
 		return st, nil
 	}
 	st.Reachable = true
-	if err := master.QueryRowContext(ctx, sqlLogStats).Scan(&st.LogRows, &st.TablesCount); err != nil {
+	if err := master.QueryRowContext(ctx, sqlLogStats).Scan(&st.LogRows, &st.LogBytes, &st.TablesCount); err != nil {
 		return nil, fmt.Errorf("master %s: %w", opts.Master.Name, err)
 	}
 	rows, err := master.QueryContext(ctx, sqlSlaveStatus)
@@ -135,22 +169,55 @@ func GetStatus(ctx context.Context, opts Options) (*Status, error) {
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
+	stale := staleAfter(opts)
+	configured := map[string]bool{}
 	for _, n := range opts.Slaves {
+		configured[n.Name] = true
 		s, ok := byName[n.Name]
 		if !ok {
-			st.Slaves = append(st.Slaves, SlaveStatus{Name: n.Name, State: "not registered", LastError: "run 'goreplica init'", InDoubt: []string{}})
+			st.Slaves = append(st.Slaves, SlaveStatus{Name: n.Name, State: StateNotRegistered, LastError: "run 'goreplica init'", InDoubt: []string{}, Configured: true})
 			continue
 		}
-		s.InDoubt, s.Reachable = inDoubt(ctx, n, masterID)
+		s.Configured = true
 		sf := silent[n.Name]
-		s.State = slaveState(s.State, time.Duration(sf.Float64*float64(time.Second)), staleAfter(opts.PollInterval), sf.Valid, s.Reachable)
+		silentFor := time.Duration(sf.Float64 * float64(time.Second))
+		alive := sf.Valid && silentFor <= stale
+		// Prepared batches are in doubt unless a worker is committing them:
+		// that needs the state as the slave were reachable.
+		working := slaveState(s.State, silentFor, stale, sf.Valid, true)
+		s.InDoubt, s.Reachable = inDoubt(ctx, n, masterID, leftBehind(alive, working))
+		s.State = slaveState(s.State, silentFor, stale, sf.Valid, s.Reachable)
+		st.Slaves = append(st.Slaves, s)
+	}
+	// Registered on the master, absent from the configuration: shown, since
+	// such a registration holds back purge for ever.
+	for _, name := range sortedKeys(byName) {
+		if configured[name] {
+			continue
+		}
+		s := byName[name]
+		s.State, s.InDoubt = StateNotConfigured, []string{}
+		if s.LastError == "" {
+			s.LastError = fmt.Sprintf("registered on the master but not in the configuration: it holds back purge ('goreplica unregister %s' removes it)", name)
+		}
 		st.Slaves = append(st.Slaves, s)
 	}
 	return st, nil
 }
 
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
 // inDoubt lists the prepared batches of (master, slave) on the slave.
-func inDoubt(ctx context.Context, n Node, masterID string) ([]string, bool) {
+// Prepared batches are listed only when left is true (see leftBehind); the
+// slave is reached either way, to tell whether it can be.
+func inDoubt(ctx context.Context, n Node, masterID string, left bool) ([]string, bool) {
 	out := []string{}
 	db, err := openDB(n.DSN)
 	if err != nil {
@@ -166,7 +233,7 @@ func inDoubt(ctx context.Context, n Node, masterID string) ([]string, bool) {
 	defer rows.Close()
 	for rows.Next() {
 		var g string
-		if rows.Scan(&g) == nil {
+		if rows.Scan(&g) == nil && left {
 			out = append(out, g)
 		}
 	}

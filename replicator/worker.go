@@ -65,7 +65,7 @@ type worker struct {
 	pos      position
 
 	lastAdvance   time.Time
-	lastHeartbeat time.Time
+	lastHeartbeat time.Time // last write of seen_at by the worker itself (the fence)
 	waiting       bool
 	idleSnap      string    // snapshot taken just after the waiting flag was set
 	idleSince     time.Time // when the waiting flag was set
@@ -111,6 +111,16 @@ func (r *Replicator) newWorker(s Node) (*worker, error) {
 func (w *worker) run(ctx context.Context) {
 	defer w.slaveDB.Close()
 	defer w.shutdown()
+	beatCtx, stopBeat := context.WithCancel(ctx)
+	beating := make(chan struct{})
+	go func() {
+		defer close(beating)
+		w.beat(beatCtx)
+	}()
+	defer func() {
+		stopBeat()
+		<-beating
+	}()
 	attempt := 0
 	for ctx.Err() == nil {
 		err := w.step(ctx)
@@ -154,9 +164,13 @@ func (w *worker) step(ctx context.Context) error {
 			return err
 		}
 	}
+	began := time.Now()
 	n, err := w.cycle(ctx)
 	if err != nil {
 		return err
+	}
+	if n > 0 {
+		w.r.observer().BatchApplied(w.slave.Name, n, time.Since(began))
 	}
 	w.setState(ctx, StateRunning, nil)
 	if n > 0 {
@@ -195,12 +209,6 @@ func (w *worker) idle(ctx context.Context) error {
 			w.idleSnap = ""
 		}
 	}
-	if time.Since(w.lastHeartbeat) > heartbeatEvery {
-		if _, err := w.r.master.ExecContext(ctx, sqlHeartbeat, w.slave.Name); err != nil {
-			return w.masterErr("heartbeat", err)
-		}
-		w.lastHeartbeat = time.Now()
-	}
 	t := time.NewTimer(wait)
 	defer t.Stop()
 	select {
@@ -216,7 +224,6 @@ func (w *worker) setWaiting(ctx context.Context, on bool) error {
 		return w.masterErr("set waiting flag", err)
 	}
 	w.waiting = on
-	w.lastHeartbeat = time.Now()
 	w.idleSnap = ""
 	if on {
 		if err := w.r.master.QueryRowContext(ctx, sqlSnapshot).Scan(&w.idleSnap, &w.idleSince); err != nil {
@@ -372,6 +379,7 @@ func (w *worker) fail(ctx context.Context, err error) {
 	case isConnectionError(err):
 		state = StateUnreachable
 	}
+	w.r.observer().Failed(w.slave.Name, state)
 	w.setState(ctx, state, err)
 }
 
@@ -437,8 +445,8 @@ func (w *worker) shutdown() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	w.drop()
-	if _, err := w.r.master.ExecContext(ctx, sqlSetWaiting, w.slave.Name, false); err == nil {
-		_, _ = w.r.master.ExecContext(ctx, sqlSetState, w.slave.Name, StateStopped, "")
+	if _, err := w.r.master.ExecContext(ctx, sqlShutdown, w.slave.Name); err != nil {
+		w.log.Debug("record stop on master", keyError, err)
 	}
 	w.log.Info("worker stopped", keyBatch, w.pos.batch)
 }

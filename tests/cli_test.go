@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-var allVerbs = []string{"init", "run", "status", "uninstall", "trigger", "version", "service"}
+var allVerbs = []string{"init", "run", "status", "check", "unregister", "uninstall", "trigger", "version", "service", "mail-test", "demo"}
 
 func TestHelpListsVerbs(t *testing.T) {
 	t.Parallel()
@@ -317,4 +317,41 @@ func TestUninstall(t *testing.T) {
 	}
 	// The application goes on writing without goreplica.
 	execAll(t, `INSERT INTO t VALUES (51, 'after'); UPDATE t SET v = 'x' WHERE id = 1; DELETE FROM u`, master)
+}
+
+// TestCommandLineEdges: what a new user types first works as they expect.
+func TestCommandLineEdges(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{{"run", "--help"}, {"help", "run"}, {"run", "-h"}} {
+		r := goreplica(t, nil, args...)
+		if r.code != 0 || !strings.HasPrefix(r.stdout, "usage: goreplica run ") || !strings.Contains(r.stdout, "-service") ||
+			strings.Contains(r.stdout+r.stderr, "help requested") {
+			t.Errorf("want run's usage on stdout, exit 0\n%s", r)
+		}
+	}
+	if r := mustRun(t, nil, "--version"); !strings.HasPrefix(r.stdout, "goreplica ") {
+		t.Errorf("--version\n%s", r)
+	}
+	missing := filepath.Join(t.TempDir(), "nowhere.toml")
+	if r := goreplica(t, nil, "-c", missing, "status"); r.code != 1 || !strings.Contains(r.stderr, missing) {
+		t.Errorf("-c FILE before the verb is not passed to it\n%s", r)
+	}
+	if r := goreplica(t, nil, "-c", missing, "version"); r.code != 2 {
+		t.Errorf("-c FILE before a verb that takes none: want exit 2\n%s", r)
+	}
+	if r := goreplica(t, nil, "stauts"); r.code != 2 || !strings.Contains(r.stderr, `did you mean "status"?`) {
+		t.Errorf("typo: want a suggestion\n%s", r)
+	}
+	if r := mustRun(t, nil, "demo", "--help"); strings.Contains(r.stdout, "-c ") || !strings.Contains(r.stdout, "-duration") {
+		t.Errorf("demo --help lists -c or lacks -duration\n%s", r)
+	}
+	r := goreplica(t, []string{"GOREPLICA_CONFIG=" + missing}, "service", "print-unit")
+	if r.code != 1 || !strings.Contains(r.stderr, "pass -c FILE or set GOREPLICA_CONFIG") {
+		t.Errorf("service print-unit without a configuration lacks the hint\n%s", r)
+	}
+	for _, v := range []string{"check", "unregister"} {
+		if r := mustRun(t, nil, "help", v); !strings.HasPrefix(r.stdout, "usage: goreplica "+v) {
+			t.Errorf("help %s\n%s", v, r)
+		}
+	}
 }

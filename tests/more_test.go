@@ -154,7 +154,7 @@ poll_interval = "200ms"
 		tomlString(fmt.Sprintf("postgres://postgres@%s:%d/%s?sslmode=disable", ss.Host, ss.Port, slave.name)), tomlString(pwFile)))
 	var outputs []string
 	for _, args := range [][]string{{"init"}, {"status"}, {"status", "--json"}} {
-		r := mustRun(t, []string{"GOREPLICA_LOG_LEVEL=debug"}, append(args, "-c", cfg)...)
+		r := statusRun(t, []string{"GOREPLICA_LOG_LEVEL=debug"}, append(args, "-c", cfg)...)
 		outputs = append(outputs, r.String())
 	}
 	d := startDaemon(t, cfg, "GOREPLICA_LOG_LEVEL=debug")
@@ -193,11 +193,11 @@ func TestMasterDownWhileRunning(t *testing.T) {
 		t.Fatal(err)
 	}
 	st, r := status(t, cfg)
-	if st.MasterReachable {
-		t.Errorf("status --json says the master is reachable while it is down\n%s", r)
+	if st.MasterReachable || st.Error == "" || r.code != 3 {
+		t.Errorf("status --json with the master down: want master_reachable false, an error field and exit 3\n%s", r)
 	}
-	human := mustRun(t, nil, "status", "-c", cfg)
-	if !strings.Contains(human.stdout, "master m: UNREACHABLE") {
+	human := statusRun(t, nil, "status", "-c", cfg)
+	if !strings.Contains(human.stdout, "master m: UNREACHABLE") || human.code != 3 {
 		t.Errorf("status does not say the master is unreachable\n%s", human)
 	}
 	d.requireAlive()

@@ -110,7 +110,10 @@ func TestStatusRunningStoppedLag(t *testing.T) {
 				s.Name, s.State, s.PendingEvents, s.LagSeconds, s.LastError, r)
 		}
 	}
-	human = mustRun(t, nil, "status", "-c", cfg)
+	human = statusRun(t, nil, "status", "-c", cfg)
+	if human.code != 4 {
+		t.Errorf("status exits %d with no daemon running, want 4\n%s", human.code, human)
+	}
 	if l := slaveLine(human.stdout, "a"); !strings.Contains(l, "stopped") {
 		t.Errorf("status line of slave a is %q, want stopped\n%s", l, human)
 	}
@@ -179,7 +182,10 @@ func TestSlaveDownWhileRunning(t *testing.T) {
 		}
 		return ok, r.stdout
 	})
-	human := run("status")
+	human := statusRun(t, env, "status", "-c", cfg)
+	if human.code != 4 {
+		t.Errorf("status exits %d with a slave unreachable, want 4\n%s", human.code, human)
+	}
 	if l := slaveLine(human.stdout, "down"); !strings.Contains(l, "unreachable") {
 		t.Errorf("status line of slave down is %q, want unreachable\n%s", l, human)
 	}
@@ -319,8 +325,8 @@ func TestPasswordNeverPrinted(t *testing.T) {
 	}
 	for _, args := range [][]string{{"init"}, {"status"}, {"status", "--json"}} {
 		r := goreplica(t, env, append(args, "-c", cfg)...)
-		if r.code != 0 {
-			t.Fatalf("expected exit 0\n%s", r)
+		if r.code != 0 && (args[0] != "status" || r.code != 4) {
+			t.Fatalf("expected exit 0 (4 for status: no daemon runs)\n%s", r)
 		}
 		check(strings.Join(args, " "), r.stdout+r.stderr)
 	}
