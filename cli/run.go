@@ -12,6 +12,8 @@ import (
 
 	"github.com/goreplica/goreplica/config"
 	"github.com/goreplica/goreplica/logging"
+	"github.com/goreplica/goreplica/mailer"
+	"github.com/goreplica/goreplica/metrics"
 	"github.com/goreplica/goreplica/notify"
 	"github.com/goreplica/goreplica/replicator"
 	"github.com/goreplica/goreplica/service"
@@ -62,6 +64,13 @@ func (c *CLI) daemon(ctx context.Context, cfg *config.Config, logger *slog.Logge
 		opts.LagAlert = cfg.Mail.LagAlert.Duration
 	}
 	defer func() { stopMailer(m, err, logger) }()
+	if cfg.Metrics != nil {
+		stop, err := startMetrics(cfg, &opts, m, logger)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	l, err := notify.Listen(cfg.Master.DSN.Reveal(), logger)
 	if err != nil {
 		return err
@@ -133,4 +142,31 @@ func newLogger(lc config.Log, stderr io.Writer, service string) (*slog.Logger, f
 		MaxFiles: lc.MaxFiles,
 		Service:  service,
 	})
+}
+
+// startMetrics starts the [metrics] listener and makes the metrics the
+// replicator's observer; stop closes the listener.
+func startMetrics(cfg *config.Config, opts *replicator.Options, m *mailer.Mailer, logger *slog.Logger) (stop func(), err error) {
+	statusOpts := *opts
+	mo := metrics.Options{Status: func(ctx context.Context) (*replicator.Status, error) {
+		return replicator.GetStatus(ctx, statusOpts)
+	}}
+	if m != nil {
+		mo.Mail = m.Counts
+	}
+	met := metrics.New(mo)
+	met.Slaves(slaveNames(cfg))
+	opts.Observer = met
+	srv, err := metrics.Listen(cfg.Metrics.Listen, met.Handler(), logger)
+	if err != nil {
+		return nil, err
+	}
+	logger.Info("serving metrics", "listen", srv.Addr().String())
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := srv.Close(ctx); err != nil {
+			logger.Warn("metrics listener", "error", err)
+		}
+	}, nil
 }

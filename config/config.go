@@ -21,6 +21,8 @@ type Config struct {
 	// Mail is the optional [mail] section; nil means no alert e-mail.
 	Mail *Mail `toml:"mail"`
 	Log  Log   `toml:"log"`
+	// Metrics is the optional [metrics] section; nil means no listener.
+	Metrics *Metrics `toml:"metrics"`
 
 	// Path is the absolute path the configuration was read from.
 	Path string `toml:"-"`
@@ -417,6 +419,9 @@ func (c *Config) Validate() []error {
 	positive("replicate.poll_interval", c.Replicate.PollInterval)
 	positive("replicate.purge_interval", c.Replicate.PurgeInterval)
 	positive("replicate.max_backoff", c.Replicate.MaxBackoff)
+	if c.Metrics != nil {
+		errs = append(errs, c.Metrics.validate()...)
+	}
 	if c.Mail != nil {
 		errs = append(errs, c.Mail.validate()...)
 	}

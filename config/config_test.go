@@ -24,6 +24,9 @@ func TestSampleDecodesStrictly(t *testing.T) {
 	if strings.Contains(cfg.Slaves[0].DSN.String(), "s3cret") {
 		t.Errorf("printed DSN shows the password: %s", cfg.Slaves[0].DSN)
 	}
+	if cfg.Metrics == nil || cfg.Metrics.Listen != "127.0.0.1:9187" {
+		t.Errorf("sample [metrics]: %+v", cfg.Metrics)
+	}
 	if cfg.Replicate.PollInterval.Duration != time.Second || !cfg.Slaves[0].UsesTwoPhase() {
 		t.Errorf("sample values: %+v", cfg.Replicate)
 	}
@@ -116,5 +119,21 @@ func TestMaskDSN(t *testing.T) {
 		if got := MaskDSN(tt.in); got != tt.want {
 			t.Errorf("MaskDSN(%q) = %q, want %q", tt.in, got, tt.want)
 		}
+	}
+}
+
+func TestMetricsSection(t *testing.T) {
+	base := "[master]\nname = \"m\"\ndsn = \"dbname=m\"\n[[slave]]\nname = \"s\"\ndsn = \"dbname=s\"\n"
+	cfg, err := Parse(base)
+	if err != nil || cfg.Metrics != nil {
+		t.Fatalf("without [metrics]: %v, %+v", err, cfg)
+	}
+	for _, bad := range []string{`listen = "9187"`, `listen = "127.0.0.1:http"`, `listen = ""`, `listen = ":0"`, `lisen = ":9187"`} {
+		if _, err := Parse(base + "[metrics]\n" + bad + "\n"); err == nil || !strings.Contains(err.Error(), "metrics.") {
+			t.Errorf("[metrics] %s: %v, want an error naming metrics.", bad, err)
+		}
+	}
+	if cfg, err := Parse(base + "[metrics]\nlisten = \":9187\"\n"); err != nil || cfg.Metrics.Listen != ":9187" {
+		t.Errorf("listen = \":9187\": %v", err)
 	}
 }

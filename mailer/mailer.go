@@ -152,6 +152,15 @@ type Mailer struct {
 
 	unsent int // mails abandoned at Close's deadline (guarded by mu)
 	failed int // mails given up after their retries (guarded by mu)
+	sent   int // mails the SMTP server accepted (guarded by mu)
+}
+
+// Counts returns how many alert mails the SMTP server accepted and how
+// many were given up after their retries, since New.
+func (m *Mailer) Counts() (sent, failed int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.sent, m.failed
 }
 
 // New checks opts and starts the background sender. Close stops it.
@@ -380,6 +389,9 @@ func (m *Mailer) deliver(x mail) {
 				m.log.Info("SMTP server accepts alert mail again after failed attempts", keyCount, n)
 			}
 			m.log.Info("alert mail sent", keyKind, string(x.Kind), keySlave, x.Slave, keySubject, subj)
+			m.mu.Lock()
+			m.sent++
+			m.mu.Unlock()
 			return
 		}
 		if m.ctx.Err() != nil {

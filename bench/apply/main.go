@@ -4,6 +4,8 @@
 // start until the slave holds every row:
 //
 //	goreplica_2pc  `goreplica run` with two_phase = true
+//	goreplica_2pc_metrics  the same with a [metrics] listener scraped every
+//	               second while it drains (the cost of the metrics endpoint)
 //	goreplica_1pc  `goreplica run` with two_phase = false
 //	native         a native logical replication subscription, enabled
 //
@@ -21,6 +23,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -41,6 +46,7 @@ type drain struct {
 	rate     float64
 	rssKB    int64
 	cpu      time.Duration
+	scrapes  int // successful scrapes of /metrics during the drain
 }
 
 func main() {
@@ -69,13 +75,17 @@ func run(ctx context.Context) error {
 	command := k.Command("./bench/apply")
 
 	p, err := rig.StartPair(ctx, rig.PairOptions{
-		Slaves: []rig.Slave{{Name: "goreplica_2pc", TwoPhase: true}, {Name: "goreplica_1pc", TwoPhase: false}},
+		Slaves: []rig.Slave{{Name: "goreplica_2pc", TwoPhase: true}, {Name: "goreplica_2pc_metrics", TwoPhase: true}, {Name: "goreplica_1pc", TwoPhase: false}},
 		Native: "native",
 	})
 	if err != nil {
 		return err
 	}
 	defer p.Close()
+	metricsAddr, err := addMetrics(p, "goreplica_2pc_metrics")
+	if err != nil {
+		return err
+	}
 	dir, cleanup, err := rig.Scripts()
 	if err != nil {
 		return err
@@ -89,7 +99,7 @@ func run(ctx context.Context) error {
 	if big > 0 {
 		backlogs = append(backlogs, big)
 	}
-	consumers := []string{"goreplica_2pc", "goreplica_1pc", "native"}
+	consumers := []string{"goreplica_2pc", "goreplica_2pc_metrics", "goreplica_1pc", "native"}
 	var drains []drain
 	var burstTPS []string
 	for round, n := range backlogs {
@@ -122,13 +132,17 @@ func run(ctx context.Context) error {
 			if c == "native" {
 				err = drainNative(ctx, p, after, maxID, want, &d)
 			} else {
-				err = drainGoreplica(ctx, p, c, after, maxID, want, &d)
+				scrape := ""
+				if c == "goreplica_2pc_metrics" {
+					scrape = "http://" + metricsAddr + "/metrics"
+				}
+				err = drainGoreplica(ctx, p, c, scrape, after, maxID, want, &d)
 			}
 			if err != nil {
 				return err
 			}
 			drains = append(drains, d)
-			rig.Logf("round %d %-14s %d rows in %.2fs: %.0f rows/s  peak RSS %d kB  cpu %v", d.round, c, want, d.secs, d.rate, d.rssKB, d.cpu)
+			rig.Logf("round %d %-14s %d rows in %.2fs: %.0f rows/s  peak RSS %d kB  cpu %v  scrapes %d", d.round, c, want, d.secs, d.rate, d.rssKB, d.cpu, d.scrapes)
 		}
 		// Purge what both goreplica slaves have applied, as the daemon does
 		// once a minute, so that every round reads a log of the same size.
@@ -147,7 +161,59 @@ func run(ctx context.Context) error {
 	return nil
 }
 
-func drainGoreplica(ctx context.Context, p *rig.Pair, slave string, after, maxID, want int64, d *drain) error {
+// addMetrics adds a [metrics] section on a free port to the configuration
+// of slave and returns its address.
+func addMetrics(p *rig.Pair, slave string) (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	addr := l.Addr().String()
+	l.Close()
+	for _, s := range p.Slaves {
+		if s.Name == slave {
+			f, err := os.OpenFile(s.Config, os.O_APPEND|os.O_WRONLY, 0)
+			if err != nil {
+				return "", err
+			}
+			_, err = fmt.Fprintf(f, "\n[metrics]\nlisten = %q\n", addr)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			return addr, err
+		}
+	}
+	return "", fmt.Errorf("no slave %s", slave)
+}
+
+// scrapeEverySecond GETs url every second until ctx ends, as a Prometheus
+// server with scrape_interval 1s would; it returns the number of
+// successful scrapes.
+func scrapeEverySecond(ctx context.Context, url string) int {
+	n := 0
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return n
+		case <-t.C:
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return n
+		}
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				n++
+			}
+		}
+	}
+}
+
+func drainGoreplica(ctx context.Context, p *rig.Pair, slave, scrape string, after, maxID, want int64, d *drain) error {
 	cfg := ""
 	for _, s := range p.Slaves {
 		if s.Name == slave {
@@ -162,7 +228,16 @@ func drainGoreplica(ctx context.Context, p *rig.Pair, slave string, after, maxID
 	}
 	wctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
+	scrapes := make(chan int, 1)
+	sctx, stopScrape := context.WithCancel(wctx)
+	if scrape != "" {
+		go func() { scrapes <- scrapeEverySecond(sctx, scrape) }()
+	} else {
+		scrapes <- 0
+	}
 	t1, err := rig.WaitRows(wctx, p.S[slave], after, maxID, want, 10*time.Millisecond)
+	stopScrape()
+	d.scrapes = <-scrapes
 	u, uerr := dm.Usage()
 	serr := dm.Stop()
 	if err != nil {
@@ -217,7 +292,7 @@ func report(command string, rows, runs, big, clients int, burstSync string, burs
 	}
 	for _, size := range sizes {
 		med := map[string]float64{}
-		for _, c := range []string{"native", "goreplica_2pc", "goreplica_1pc"} {
+		for _, c := range []string{"native", "goreplica_2pc", "goreplica_2pc_metrics", "goreplica_1pc"} {
 			var xs []float64
 			var runs []string
 			var rss int64
