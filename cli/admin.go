@@ -147,6 +147,9 @@ func (c *CLI) runUninstall(ctx context.Context, args []string) error {
 	if !yes {
 		return UsageError{Verb: "uninstall", Msg: "uninstall removes every goreplica trigger and the replica schema, with the change log, from the master and all slaves: run again with --yes to confirm"}
 	}
+	if err := refuseWhileApplying(ctx, cfg); err != nil {
+		return err
+	}
 	if err := replicator.Uninstall(ctx, replicatorOptions(cfg)); err != nil {
 		return fmt.Errorf("uninstall:\n  %w", indent(err))
 	}
@@ -186,5 +189,29 @@ func (c *CLI) runUnregister(ctx context.Context, args []string) error {
 		return err
 	}
 	fmt.Fprintf(c.Stdout, "slave %s unregistered from master %s: the log no longer waits for it\n", name, cfg.Master.Name)
+	return nil
+}
+
+// refuseWhileApplying refuses to uninstall while a daemon applies to any
+// slave: it would retry for ever against a master without its schema.
+func refuseWhileApplying(ctx context.Context, cfg *config.Config) error {
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	st, err := replicator.GetStatus(cctx, replicatorOptions(cfg))
+	if errors.Is(err, replicator.ErrNotInstalled) || (err == nil && !st.Reachable) {
+		return nil // Uninstall says what it can and cannot reach
+	}
+	if err != nil {
+		return fmt.Errorf("uninstall: %w", err)
+	}
+	var busy []string
+	for _, s := range st.Slaves {
+		if s.Applying {
+			busy = append(busy, s.Name)
+		}
+	}
+	if len(busy) > 0 {
+		return fmt.Errorf("uninstall: a daemon is applying to slave %s: stop it first ('goreplica service stop', or stop 'goreplica run'), then uninstall", strings.Join(busy, ", "))
+	}
 	return nil
 }

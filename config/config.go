@@ -347,7 +347,7 @@ func (c *Config) expand() []error {
 	}
 	exp("master", &c.Master.DSN, c.Master.PasswordFile)
 	for i := range c.Slaves {
-		exp(fmt.Sprintf("slave[%d]", i), &c.Slaves[i].DSN, c.Slaves[i].PasswordFile)
+		exp(slavePath(i, c.Slaves[i].Name), &c.Slaves[i].DSN, c.Slaves[i].PasswordFile)
 	}
 	if c.Mail != nil {
 		errs = append(errs, c.Mail.expand()...)
@@ -381,9 +381,13 @@ func (c *Config) Validate() []error {
 	}
 	seen := map[string]int{c.Master.Name: -1}
 	for i, s := range c.Slaves {
-		p := fmt.Sprintf("slave[%d]", i)
+		p := slavePath(i, s.Name)
+		j, dup := seen[s.Name]
+		if dup {
+			p = fmt.Sprintf("slave[%d]", i) // the name is not enough to find it
+		}
 		checkName(p, s.Name)
-		if j, dup := seen[s.Name]; dup && s.Name != "" {
+		if dup && s.Name != "" {
 			if j < 0 {
 				add("%s.name: %q is also the master's name", p, s.Name)
 			} else {

@@ -53,7 +53,7 @@ tables = ["orders"]
 		`master.colour: unknown key`,
 		`master.name: "Paris!" must be`,
 		`master.dsn: required`,
-		`slave[0].dsn: required`,
+		`slave "lyon".dsn: required`,
 		`slave[1].name: "lyon" is also the name of slave[0]`,
 		`replicate.tables[0]: "orders" must be schema.table`,
 		`replicate.poll_interval: 5 is not a duration`,

@@ -59,6 +59,9 @@ type SlaveStatus struct {
 	// configuration no longer names: its registration holds back purge
 	// until 'goreplica unregister' removes it.
 	Configured bool `json:"configured"`
+	// Applying is true when a worker was heard from recently: a daemon
+	// applies to this slave.
+	Applying bool `json:"applying"`
 }
 
 // States status shows besides those the workers record.
@@ -182,6 +185,7 @@ func GetStatus(ctx context.Context, opts Options) (*Status, error) {
 		sf := silent[n.Name]
 		silentFor := time.Duration(sf.Float64 * float64(time.Second))
 		alive := sf.Valid && silentFor <= stale
+		s.Applying = alive
 		// Prepared batches are in doubt unless a worker is committing them:
 		// that needs the state as the slave were reachable.
 		working := slaveState(s.State, silentFor, stale, sf.Valid, true)
@@ -197,6 +201,8 @@ func GetStatus(ctx context.Context, opts Options) (*Status, error) {
 		}
 		s := byName[name]
 		s.State, s.InDoubt = StateNotConfigured, []string{}
+		sf := silent[name]
+		s.Applying = sf.Valid && time.Duration(sf.Float64*float64(time.Second)) <= stale
 		if s.LastError == "" {
 			s.LastError = fmt.Sprintf("registered on the master but not in the configuration: it holds back purge ('goreplica unregister %s' removes it)", name)
 		}

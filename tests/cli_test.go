@@ -98,7 +98,7 @@ name = "s1"
 [replicate]
 poll_interval = "5 parsecs"
 `,
-			want: []string{"master.colour", "unknown key", "replicate.poll_interval", "5 parsecs", "slave[0].dsn", "required"},
+			want: []string{"master.colour", "unknown key", "replicate.poll_interval", "5 parsecs", `slave "s1".dsn`, "required"},
 		},
 		{
 			name: "unknown key and missing dsn",
@@ -110,7 +110,7 @@ dsn = "host=127.0.0.1 dbname=x"
 name = "s1"
 tow_phase = true
 `,
-			want: []string{"slave.tow_phase", "unknown key", "slave[0].dsn", "required"},
+			want: []string{"slave.tow_phase", "unknown key", `slave "s1".dsn`, "required"},
 		},
 		{
 			name: "duration as a bare integer",
@@ -291,6 +291,15 @@ func TestUninstall(t *testing.T) {
 	d := startDaemon(t, cfg)
 	execAll(t, `INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 50) g; INSERT INTO u VALUES (1)`, master)
 	waitConverged(ctx, t, master, slaves, "t", "u")
+	// Not while the daemon applies: it would retry for ever.
+	if r := goreplica(t, nil, "uninstall", "--yes", "-c", cfg); r.code != 1 || !strings.Contains(r.stderr, "a daemon is applying to slave a, b") {
+		t.Errorf("uninstall --yes with the daemon running: want exit 1 naming the slaves\n%s", r)
+	}
+	for _, db := range all {
+		if !hasReplicaSchema(t, db) {
+			t.Fatalf("database %s: uninstall --yes with the daemon running removed schema replica", db.name)
+		}
+	}
 	d.stop()
 
 	r := goreplica(t, nil, "uninstall", "-c", cfg)
