@@ -188,7 +188,7 @@ func TestInitRefusesMasterAsSlave(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, setup{schema: `CREATE TABLE t (id int PRIMARY KEY);`})
 	opts := e.opts
-	opts.Slaves = append(opts.Slaves, Node{Name: "self", DSN: opts.Master.DSN + " connect_timeout=10 application_name=other", TwoPhase: true})
+	opts.Slaves = append(opts.Slaves, Node{Name: "self", DSN: opts.Master.DSN + " connect_timeout=10 application_name=other", TwoPhase: false})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	_, err := Init(ctx, opts, triggerSQLStr)
