@@ -30,8 +30,6 @@ func (c *CLI) runCheck(ctx context.Context, args []string) error {
 	warn := fs.Duration("warning", 30*time.Second, "lag from which the check is WARNING")
 	crit := fs.Duration("critical", 5*time.Minute, "lag from which the check is CRITICAL")
 	timeout := fs.Duration("timeout", 20*time.Second, "how long the check may take before it is UNKNOWN")
-	fs.Func("w", "short for --warning", func(s string) error { return fs.Set("warning", s) })
-	fs.Func("t", "short for --timeout", func(s string) error { return fs.Set("timeout", s) })
 	if err := c.parse(fs, args, 0); err != nil {
 		if errors.Is(err, errHelpShown) {
 			return err
