@@ -181,7 +181,7 @@ func TestConfigFromEnvironment(t *testing.T) {
 	cfg := writeConfig(t, configFile{master: node{name: "m", dsn: master.dsn()}, slaves: []node{{name: "s", dsn: slave.dsn()}}})
 	env := []string{"GOREPLICA_CONFIG=" + cfg}
 	mustRun(t, env, "init")
-	r := mustRun(t, env, "status")
+	r := statusRun(t, env, "status") // exit 4: no daemon runs
 	if !strings.Contains(r.stdout, "master m:") {
 		t.Errorf("status did not read $GOREPLICA_CONFIG\n%s", r)
 	}
