@@ -454,6 +454,10 @@ func (w *worker) slaveErr(op string, err error) error {
 // isConnectionError reports whether err means a server could not be reached
 // or went away (as opposed to an error in what was asked of it).
 func isConnectionError(err error) bool {
+	var ce *ConfigError
+	if errors.As(err, &ce) {
+		return false
+	}
 	var ne net.Error
 	var oe *net.OpError
 	if errors.As(err, &ne) || errors.As(err, &oe) || errors.Is(err, driver.ErrBadConn) ||
