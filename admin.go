@@ -39,6 +39,9 @@ func runInit(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
+	if problems := replicator.CheckPooling(ctx, replicatorOptions(cfg)); len(problems) > 0 {
+		return fmt.Errorf("init:\n  %w", indent(errors.Join(problems...)))
+	}
 	rep, err := replicator.Init(ctx, replicatorOptions(cfg), triggerSQL)
 	if err != nil {
 		return fmt.Errorf("init:\n  %w", indent(err))
@@ -84,6 +87,9 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 }
 
 func printStatus(w io.Writer, st *replicator.Status) {
+	for _, p := range st.Warnings {
+		fmt.Fprintf(w, "WARNING: %s\n", p)
+	}
 	if !st.Reachable {
 		fmt.Fprintf(w, "master %s: UNREACHABLE: %s\n", st.Master, st.Error)
 	} else {

@@ -67,6 +67,12 @@ func daemon(ctx context.Context, cfg *config.Config, logger *slog.Logger, ready 
 		opts.LagAlert = cfg.Mail.LagAlert.Duration
 	}
 	defer func() { stopMailer(m, err, logger) }()
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	problems := replicator.CheckPooling(pctx, opts)
+	cancel()
+	if len(problems) > 0 {
+		return errors.Join(problems...)
+	}
 	l, err := notify.Listen(cfg.Master.DSN.Reveal(), logger)
 	if err != nil {
 		return err

@@ -373,5 +373,18 @@ END
 $$;
 REVOKE ALL ON FUNCTION replica.apply(text[], "char"[], text[], integer[]) FROM PUBLIC;
 
-INSERT INTO replica.version (version) VALUES (2)
+-- ---------------------------------------------------------------------------
+-- Version 3, pooling: the lease that keeps a second daemon from applying to a
+-- slave. A session advisory lock would outlive the daemon on a pooled server
+-- connection (pgbouncer pool_mode = transaction); a lease row is claimed,
+-- renewed and released by single statements, which any pool carries.
+CREATE TABLE IF NOT EXISTS replica.lease (
+  master  text PRIMARY KEY,        -- master identity, as in replica.position
+  owner   text NOT NULL,           -- host, process id and token of the daemon
+  until   timestamptz NOT NULL     -- the lease ends then unless renewed
+);
+REVOKE ALL ON replica.lease FROM PUBLIC;
+-- ---------------------------------------------------------------------------
+
+INSERT INTO replica.version (version) VALUES (3)
 ON CONFLICT (singleton) DO UPDATE SET version = EXCLUDED.version;

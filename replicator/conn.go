@@ -26,6 +26,10 @@ type ConfigError struct {
 func (e *ConfigError) Error() string { return e.Err.Error() + ": " + e.Hint }
 func (e *ConfigError) Unwrap() error { return e.Err }
 
+// poolWait is how long the pooling check waits for a pooler to give its
+// second client a server connection.
+const poolWait = 3 * time.Second
+
 // ErrStatementPooling is returned when a connection goes through a pooler
 // (pgbouncer pool_mode = statement) that refuses multi-statement
 // transactions, which goreplica needs on every node.
@@ -121,7 +125,9 @@ func isStatementPooling(err error) bool {
 // still open, from a second one. A session (or no pooler) gives them two
 // server processes; a transaction pool lends the first one's, idle between
 // its transactions, to the second (pgbouncer reuses the most recently
-// used server connection first). It returns "" for a session.
+// used server connection first). It returns "" for a session. A second
+// client kept waiting (a full session pool) is a session pool too: a
+// transaction pool would have lent it the first one's idle server.
 func poolingCheck(ctx context.Context, db *sql.DB) (string, error) {
 	a, err := db.Conn(ctx)
 	if err != nil {
@@ -132,12 +138,17 @@ func poolingCheck(ctx context.Context, db *sql.DB) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	defer b.Close()
+	defer func() { _ = b.Raw(func(any) error { return driver.ErrBadConn }); b.Close() }()
 	var pa, pb int
 	if err := a.QueryRowContext(ctx, `SELECT pg_backend_pid()`).Scan(&pa); err != nil {
 		return "", err
 	}
-	if err := b.QueryRowContext(ctx, `SELECT pg_backend_pid()`).Scan(&pb); err != nil {
+	bctx, cancel := context.WithTimeout(ctx, poolWait)
+	defer cancel()
+	if err := b.QueryRowContext(bctx, `SELECT pg_backend_pid()`).Scan(&pb); err != nil {
+		if bctx.Err() != nil && ctx.Err() == nil {
+			return "", nil
+		}
 		return "", err
 	}
 	if pa != pb {
@@ -151,21 +162,81 @@ func poolingCheck(ctx context.Context, db *sql.DB) (string, error) {
 // the daemon's master sessions carry settings.
 var ErrTransactionPooledMaster = errors.New("the master DSN goes through a pooler in transaction (or statement) pooling mode: LISTEN needs a session; point it at PostgreSQL directly or at a pgbouncer pool with pool_mode = session (slaves may use transaction pooling)")
 
-// CheckMasterPooling returns ErrTransactionPooledMaster (wrapped with the
-// master's name) when the master's DSN goes through a transaction or
+// statementPooled reports whether db goes through a statement pool, which
+// refuses a transaction block: pgbouncer lets BEGIN through, then closes
+// the client connection when the server reports a transaction in progress
+// (it tells its log why, not the client). So a connection that breaks
+// inside a transaction block while a fresh one works is taken for a
 // statement pool.
-func CheckMasterPooling(ctx context.Context, master Node) error {
-	db, err := openDB(master.DSN)
+func statementPooled(ctx context.Context, db *sql.DB) (bool, error) {
+	c, err := db.Conn(ctx)
 	if err != nil {
-		return fmt.Errorf("master %s: %w", master.Name, err)
+		return false, err
 	}
-	defer db.Close()
-	mode, err := poolingCheck(ctx, db)
-	if err != nil {
-		return fmt.Errorf("master %s: %w", master.Name, err)
+	defer c.Close()
+	_, err = c.ExecContext(ctx, "BEGIN")
+	if err == nil {
+		_, err = c.ExecContext(ctx, "SELECT 1")
 	}
-	if mode != "" {
-		return fmt.Errorf("master %s: %w", master.Name, ErrTransactionPooledMaster)
+	if err == nil {
+		_, err = c.ExecContext(ctx, "ROLLBACK")
 	}
-	return nil
+	if err == nil {
+		return false, nil
+	}
+	_ = c.Raw(func(any) error { return driver.ErrBadConn })
+	if isStatementPooling(err) {
+		return true, nil
+	}
+	if !isConnectionError(err) {
+		return false, err
+	}
+	if _, err2 := db.ExecContext(ctx, "SELECT 1"); err2 != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// CheckPooling returns a problem for each node whose DSN goes through a
+// pooler mode goreplica cannot work with: a transaction or statement pool
+// in front of the master (LISTEN and the daemon's session settings need a
+// session), a statement pool in front of a slave (a batch is one
+// transaction). Session and transaction pools in front of a slave are fine.
+// A node that cannot be reached is left out: reaching it is the caller's
+// business.
+func CheckPooling(ctx context.Context, opts Options) []error {
+	var problems []error
+	check := func(n Node, master bool) {
+		db, err := openDB(n.DSN)
+		if err != nil {
+			return
+		}
+		defer db.Close()
+		what := "slave " + n.Name
+		if master {
+			what = "master " + n.Name
+		}
+		stmt, err := statementPooled(ctx, db)
+		if err != nil {
+			return
+		}
+		if stmt {
+			if master {
+				problems = append(problems, fmt.Errorf("%s: %w", what, ErrTransactionPooledMaster))
+			} else {
+				problems = append(problems, fmt.Errorf("%s: %w: use pool_mode = session or transaction for it", what, ErrStatementPooling))
+			}
+			return
+		}
+		if master {
+			if mode, err := poolingCheck(ctx, db); err == nil && mode != "" {
+				problems = append(problems, fmt.Errorf("%s: %w", what, ErrTransactionPooledMaster))
+			}
+		}
+	}
+	check(opts.Master, true)
+	for _, s := range opts.Slaves {
+		check(s, false)
+	}
+	return problems
 }

@@ -52,7 +52,6 @@ const (
 	sqlUpdatePosition = `UPDATE replica.position
    SET snapshot = $2::pg_snapshot, batch = $3, snapshot_time = $4, applied_at = now(), master_name = $5
  WHERE master = $1 AND batch = $3 - 1`
-	sqlApply     = `SELECT failed, affected FROM replica.apply($1::text[], $2::"char"[], $3::text[], $4::integer[])`
-	sqlPrepared  = `SELECT gid FROM pg_prepared_xacts WHERE database = current_database() AND starts_with(gid, $1) ORDER BY prepared`
-	sqlSlaveLock = `SELECT pg_try_advisory_lock(hashtext('goreplica ' || $1), 0)`
+	sqlApply    = `SELECT failed, affected FROM replica.apply($1::text[], $2::"char"[], $3::text[], $4::integer[])`
+	sqlPrepared = `SELECT gid FROM pg_prepared_xacts WHERE database = current_database() AND starts_with(gid, $1) ORDER BY prepared`
 )

@@ -24,9 +24,12 @@ const sqlLogStats = `SELECT count(*), (SELECT count(*) FROM replica.tables) FROM
 
 // Status is the state of a replication setup, as `goreplica status` shows it.
 type Status struct {
-	Master       string        `json:"master"`
-	Reachable    bool          `json:"master_reachable"`
-	Error        string        `json:"error,omitempty"`
+	Master    string `json:"master"`
+	Reachable bool   `json:"master_reachable"`
+	Error     string `json:"error,omitempty"`
+	// Warnings are problems of the setup that replication works around
+	// badly or not at all, such as a pooler mode a node cannot work with.
+	Warnings     []string      `json:"warnings,omitempty"`
 	LogRows      int64         `json:"log_rows"`
 	TablesCount  int64         `json:"tables"`
 	Slaves       []SlaveStatus `json:"slaves"`
@@ -83,6 +86,9 @@ func lag(pending int64, snapshotAge float64) float64 {
 // transactions from each slave.
 func GetStatus(ctx context.Context, opts Options) (*Status, error) {
 	st := &Status{Master: opts.Master.Name, MeasuredAtMs: time.Now().UnixMilli(), Slaves: []SlaveStatus{}}
+	for _, p := range CheckPooling(ctx, opts) {
+		st.Warnings = append(st.Warnings, p.Error())
+	}
 	master, err := openDB(opts.Master.DSN)
 	if err != nil {
 		return nil, err

@@ -70,6 +70,9 @@ type worker struct {
 	idleSnap      string    // snapshot taken just after the waiting flag was set
 	idleSince     time.Time // when the waiting flag was set
 
+	leaseOwner string    // this worker's name in replica.lease
+	leaseAt    time.Time // when the lease was last claimed or renewed
+
 	state   string
 	lastErr string
 	// exact applies one statement per event, without joining INSERTs: set
@@ -153,6 +156,9 @@ func (w *worker) step(ctx context.Context) error {
 		if err := w.connect(ctx); err != nil {
 			return err
 		}
+	}
+	if err := w.renewLease(ctx); err != nil {
+		return err
 	}
 	n, err := w.cycle(ctx)
 	if err != nil {
@@ -274,12 +280,8 @@ func (w *worker) connect(ctx context.Context) error {
 	if err := checkSchemaVersion("slave "+w.slave.Name, ver); err != nil {
 		return err
 	}
-	var locked bool
-	if err := conn.QueryRowContext(ctx, sqlSlaveLock, w.masterID).Scan(&locked); err != nil {
-		return w.slaveErr("lock", err)
-	}
-	if !locked {
-		return fmt.Errorf("slave %s: another goreplica process is applying changes from master %s to it", w.slave.Name, w.r.opts.Master.Name)
+	if err := w.claimLease(ctx); err != nil {
+		return err
 	}
 	if err := w.resolveInDoubt(ctx); err != nil {
 		return err
@@ -437,6 +439,7 @@ func (w *worker) shutdown() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	w.drop()
+	w.releaseLease(ctx)
 	if _, err := w.r.master.ExecContext(ctx, sqlSetWaiting, w.slave.Name, false); err == nil {
 		_, _ = w.r.master.ExecContext(ctx, sqlSetState, w.slave.Name, StateStopped, "")
 	}
