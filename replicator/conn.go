@@ -2,8 +2,10 @@ package replicator
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
 	"database/sql/driver"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"sort"
@@ -121,8 +123,8 @@ func isStatementPooling(err error) bool {
 // poolingCheck finds out whether db goes through a pooler that hands a
 // client's successive transactions to different server sessions
 // (pgbouncer's transaction or statement pooling): it reads the server
-// process id from one client connection, then, while that connection is
-// still open, from a second one. A session (or no pooler) gives them two
+// process id from one client connection, a few times, then, while that
+// connection is still open, from a second one. A session (or no pooler) gives them two
 // server processes; a transaction pool lends the first one's, idle between
 // its transactions, to the second (pgbouncer reuses the most recently
 // used server connection first). It returns "" for a session. A second
@@ -139,9 +141,19 @@ func poolingCheck(ctx context.Context, db *sql.DB) (string, error) {
 		return "", err
 	}
 	defer func() { _ = b.Raw(func(any) error { return driver.ErrBadConn }); b.Close() }()
+	// A pool that hands out its idle servers in turn (pgbouncer
+	// server_round_robin) shows itself in the first client's successive
+	// transactions already.
 	var pa, pb int
-	if err := a.QueryRowContext(ctx, `SELECT pg_backend_pid()`).Scan(&pa); err != nil {
-		return "", err
+	for i := range 3 {
+		var p int
+		if err := a.QueryRowContext(ctx, `SELECT pg_backend_pid()`).Scan(&p); err != nil {
+			return "", err
+		}
+		if i > 0 && p != pa {
+			return "transaction", nil
+		}
+		pa = p
 	}
 	bctx, cancel := context.WithTimeout(ctx, poolWait)
 	defer cancel()
@@ -239,4 +251,51 @@ func CheckPooling(ctx context.Context, opts Options) []error {
 		check(s, false)
 	}
 	return problems
+}
+
+// notifyWait is how long status waits for its test notification.
+const notifyWait = 2 * time.Second
+
+// ErrNoNotification is returned when a notification sent to the master does
+// not come back to a session that LISTENs there.
+var ErrNoNotification = errors.New("a test notification did not come back through the master DSN: LISTEN does not work there (a pooler in transaction or statement mode, pgbouncer pool_mode = transaction?): point it at PostgreSQL directly or at a pool with pool_mode = session; until then replication only polls, every poll_interval")
+
+// checkNotify LISTENs on a channel of its own through the master's DSN,
+// NOTIFYs it from another session, and reports ErrNoNotification when the
+// notification does not arrive within notifyWait.
+func checkNotify(ctx context.Context, master string) error {
+	ch := make(chan *pq.Notification, 4)
+	lc, err := pq.NewListenerConn(master, ch)
+	if err != nil {
+		return err
+	}
+	defer lc.Close()
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	channel := "goreplica_check_" + hex.EncodeToString(b)
+	if _, err := lc.Listen(channel); err != nil {
+		return err
+	}
+	db, err := openDB(master)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if _, err := db.ExecContext(ctx, `SELECT pg_notify($1, '')`, channel); err != nil {
+		return err
+	}
+	t := time.NewTimer(notifyWait)
+	defer t.Stop()
+	for {
+		select {
+		case n := <-ch:
+			if n != nil && n.Channel == channel {
+				return nil
+			}
+		case <-t.C:
+			return ErrNoNotification
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }

@@ -86,7 +86,13 @@ func lag(pending int64, snapshotAge float64) float64 {
 // transactions from each slave.
 func GetStatus(ctx context.Context, opts Options) (*Status, error) {
 	st := &Status{Master: opts.Master.Name, MeasuredAtMs: time.Now().UnixMilli(), Slaves: []SlaveStatus{}}
-	for _, p := range CheckPooling(ctx, opts) {
+	problems := CheckPooling(ctx, opts)
+	if len(problems) == 0 {
+		if err := checkNotify(ctx, opts.Master.DSN); errors.Is(err, ErrNoNotification) {
+			problems = append(problems, fmt.Errorf("master %s: %w", opts.Master.Name, err))
+		}
+	}
+	for _, p := range problems {
 		st.Warnings = append(st.Warnings, p.Error())
 	}
 	master, err := openDB(opts.Master.DSN)

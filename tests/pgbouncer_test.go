@@ -251,9 +251,15 @@ func TestPgbouncerInFrontOfMaster(t *testing.T) {
 		requireAll(t, "init", r, []string{"master paris", "unsupported startup parameter", "ignore_startup_parameters"})
 	})
 
-	for _, mode := range []string{"transaction", "statement"} {
+	for _, mode := range []string{"transaction", "transaction round robin", "statement"} {
 		t.Run(mode, func(t *testing.T) {
-			pool := bouncer.Start(t, ms, bouncer.Options{Mode: mode})
+			opts := bouncer.Options{Mode: mode}
+			if mode == "transaction round robin" {
+				// Idle server connections handed out in turn, not the
+				// last used first.
+				opts = bouncer.Options{Mode: "transaction", PoolSize: 4, Extra: []string{"server_round_robin = 1"}}
+			}
+			pool := bouncer.Start(t, ms, opts)
 			cfg := writeConfig(t, configFile{
 				master: node{name: "paris", dsn: pool.DSN(master.name)},
 				slaves: []node{{name: "lyon", dsn: slave.dsn()}},
