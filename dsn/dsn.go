@@ -197,7 +197,7 @@ func Redact(msg, s string) string {
 		return msg
 	}
 	// touches reports whether frag and a password share some text: frag
-	// is part of one, or holds a few characters of one.
+	// is part of one, or holds two consecutive characters of one.
 	touches := func(frag string) bool {
 		if frag == "" {
 			return false
@@ -206,7 +206,7 @@ func Redact(msg, s string) string {
 			if strings.Contains(p, frag) {
 				return true
 			}
-			n := min(minRawSecret, len(p))
+			n := min(2, len(p))
 			for i := 0; i+n <= len(p); i++ {
 				if strings.Contains(frag, p[i:i+n]) {
 					return true
