@@ -91,7 +91,11 @@ func printStatus(w io.Writer, st *replicator.Status) {
 		fmt.Fprintf(w, "WARNING: %s\n", p)
 	}
 	if !st.Reachable {
-		fmt.Fprintf(w, "master %s: UNREACHABLE: %s\n", st.Master, st.Error)
+		what := "UNREACHABLE"
+		if st.ConfigError {
+			what = "CANNOT CONNECT, CHECK ITS DSN"
+		}
+		fmt.Fprintf(w, "master %s: %s: %s\n", st.Master, what, st.Error)
 	} else {
 		fmt.Fprintf(w, "master %s: %d tables captured, %d events in the log\n", st.Master, st.TablesCount, st.LogRows)
 	}

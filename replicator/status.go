@@ -27,6 +27,9 @@ type Status struct {
 	Master    string `json:"master"`
 	Reachable bool   `json:"master_reachable"`
 	Error     string `json:"error,omitempty"`
+	// ConfigError says that Error comes from what a DSN asks for (SSL,
+	// a start-up parameter a pooler refuses), not from an outage.
+	ConfigError bool `json:"config_error,omitempty"`
 	// Warnings are problems of the setup that replication works around
 	// badly or not at all, such as a pooler mode a node cannot work with.
 	Warnings     []string      `json:"warnings,omitempty"`
@@ -108,6 +111,8 @@ func GetStatus(ctx context.Context, opts Options) (*Status, error) {
 			return nil, fmt.Errorf("master %s: %w", opts.Master.Name, ErrNotInstalled)
 		}
 		st.Error = fmt.Sprintf("master %s: %v", opts.Master.Name, err)
+		var ce *ConfigError
+		st.ConfigError = errors.As(err, &ce)
 		for _, s := range opts.Slaves {
 			st.Slaves = append(st.Slaves, SlaveStatus{Name: s.Name, State: "unknown", InDoubt: []string{}})
 		}

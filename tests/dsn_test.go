@@ -106,7 +106,7 @@ func TestSSLNotEnabledSaysWhatToDo(t *testing.T) {
 		}
 		if !onSlave {
 			r = goreplica(t, nil, "status", "-c", path)
-			for _, w := range []string{want, "sslmode=disable"} {
+			for _, w := range []string{want, "CHECK ITS DSN", "sslmode=disable"} {
 				if !strings.Contains(r.stdout+r.stderr, w) {
 					t.Errorf("status: output lacks %q\n%s", w, r)
 				}

@@ -249,6 +249,19 @@ func TestPgbouncerInFrontOfMaster(t *testing.T) {
 			t.Errorf("init with a startup parameter pgbouncer refuses succeeded\n%s", r)
 		}
 		requireAll(t, "init", r, []string{"master paris", "unsupported startup parameter", "ignore_startup_parameters"})
+		r = goreplica(t, nil, "status", "-c", bad)
+		requireAll(t, "status", r, []string{"master paris", "CHECK ITS DSN", "unsupported startup parameter", "ignore_startup_parameters"})
+		// The daemon reports it as an error in its configuration, not as
+		// a server it cannot reach.
+		d = startDaemon(t, bad)
+		waitFor(ctx, t, "the daemon reports the refused parameter", func(context.Context) (bool, string) {
+			out := d.stderr.String()
+			return strings.Contains(out, "ignore_startup_parameters") && strings.Contains(out, "slave stopped"), out
+		})
+		d.stop()
+		if out := d.stderr.String(); strings.Contains(out, "state=unreachable") {
+			t.Errorf("a refused start-up parameter is reported as unreachable:\n%s", out)
+		}
 	})
 
 	for _, mode := range []string{"transaction", "transaction round robin", "statement"} {
