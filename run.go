@@ -89,7 +89,11 @@ func daemon(ctx context.Context, cfg *config.Config, logger *slog.Logger, ready 
 	go func() {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		if err := l.Check(cctx, cfg.Master.DSN.Reveal(), 5*time.Second); err != nil && !errors.Is(err, context.Canceled) && ctx.Err() == nil {
+		err := l.Check(cctx, cfg.Master.DSN.Reveal(), 5*time.Second)
+		switch {
+		case err == nil:
+			logger.Info("notifications from the master arrive")
+		case !errors.Is(err, context.Canceled) && ctx.Err() == nil:
 			logger.Warn("notifications", "error", err)
 		}
 	}()

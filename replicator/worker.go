@@ -186,7 +186,9 @@ func (w *worker) idle(ctx context.Context) error {
 	if !w.waiting {
 		return w.setWaiting(ctx, true)
 	}
-	wait := w.r.opts.PollInterval
+	// Wake at least every leaseRenew, whatever poll_interval, to keep the
+	// lease on the slave.
+	wait := min(w.r.opts.PollInterval, leaseRenew)
 	if w.idleSnap != "" && time.Since(w.idleSince) > fastPollFor {
 		w.idleSnap = ""
 	}
