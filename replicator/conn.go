@@ -120,38 +120,38 @@ func isStatementPooling(err error) bool {
 	return err != nil && strings.Contains(err.Error(), "statement pooling mode")
 }
 
-// poolingCheck finds out whether db goes through a pooler that hands a
+// transactionPooled reports whether db goes through a pooler that hands a
 // client's successive transactions to different server sessions
-// (pgbouncer's transaction or statement pooling): it reads the server
-// process id from one client connection, a few times, then, while that
-// connection is still open, from a second one. A session (or no pooler) gives them two
-// server processes; a transaction pool lends the first one's, idle between
-// its transactions, to the second (pgbouncer reuses the most recently
-// used server connection first). It returns "" for a session. A second
-// client kept waiting (a full session pool) is a session pool too: a
-// transaction pool would have lent it the first one's idle server.
-func poolingCheck(ctx context.Context, db *sql.DB) (string, error) {
+// (pgbouncer's transaction or statement pooling). It reads the server
+// process id from one client connection a few times, then, while that
+// connection is still open, from a second one. A session (or no pooler)
+// gives them two server processes and never changes the first one's; a
+// transaction pool lends the first one's server, idle between its
+// transactions, to the second (pgbouncer reuses the most recently used
+// server connection first), or hands out its idle servers in turn
+// (server_round_robin), which shows in the first client's successive
+// transactions. A second client kept waiting (a full session pool) means a
+// session pool: a transaction pool would have lent it the idle server.
+func transactionPooled(ctx context.Context, db *sql.DB) (bool, error) {
 	a, err := db.Conn(ctx)
 	if err != nil {
-		return "", err
+		return false, err
 	}
 	defer a.Close()
 	b, err := db.Conn(ctx)
 	if err != nil {
-		return "", err
+		return false, err
 	}
+	// b's query may be cancelled: never hand its connection back.
 	defer func() { _ = b.Raw(func(any) error { return driver.ErrBadConn }); b.Close() }()
-	// A pool that hands out its idle servers in turn (pgbouncer
-	// server_round_robin) shows itself in the first client's successive
-	// transactions already.
 	var pa, pb int
 	for i := range 3 {
 		var p int
 		if err := a.QueryRowContext(ctx, `SELECT pg_backend_pid()`).Scan(&p); err != nil {
-			return "", err
+			return false, err
 		}
 		if i > 0 && p != pa {
-			return "transaction", nil
+			return true, nil
 		}
 		pa = p
 	}
@@ -159,14 +159,11 @@ func poolingCheck(ctx context.Context, db *sql.DB) (string, error) {
 	defer cancel()
 	if err := b.QueryRowContext(bctx, `SELECT pg_backend_pid()`).Scan(&pb); err != nil {
 		if bctx.Err() != nil && ctx.Err() == nil {
-			return "", nil
+			return false, nil
 		}
-		return "", err
+		return false, err
 	}
-	if pa != pb {
-		return "", nil
-	}
-	return "transaction", nil
+	return pa == pb, nil
 }
 
 // ErrTransactionPooledMaster is returned when the master's DSN goes through
@@ -241,7 +238,7 @@ func CheckPooling(ctx context.Context, opts Options) []error {
 			return
 		}
 		if master {
-			if mode, err := poolingCheck(ctx, db); err == nil && mode != "" {
+			if pooled, err := transactionPooled(ctx, db); err == nil && pooled {
 				problems = append(problems, fmt.Errorf("%s: %w", what, ErrTransactionPooledMaster))
 			}
 		}
