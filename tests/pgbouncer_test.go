@@ -44,19 +44,28 @@ func insertRows(t *testing.T, master database, first, n int) {
 }
 
 // hammer runs parameterized queries through the pooler on db from several
-// clients until ctx ends, as an application sharing the pool would; it
-// returns how many queries ran.
+// clients until ctx ends, as applications sharing the pool would: half of
+// them with lib/pq's default protocol (Parse/Describe/Sync, then
+// Bind/Execute/Sync, which a transaction pool can split between server
+// connections: their own errors are not goreplica's business), half in one
+// exchange. It returns a function that waits for them and says how many
+// queries succeeded.
 func hammer(ctx context.Context, dsn string, clients int) (func() int, error) {
-	c, err := pq.NewConnector(dsn + " binary_parameters=yes")
-	if err != nil {
-		return nil, err
+	var dbs []*sql.DB
+	for _, extra := range []string{"", " binary_parameters=yes"} {
+		c, err := pq.NewConnector(dsn + extra)
+		if err != nil {
+			return nil, err
+		}
+		db := sql.OpenDB(c)
+		db.SetMaxOpenConns(clients)
+		dbs = append(dbs, db)
 	}
-	db := sql.OpenDB(c)
-	db.SetMaxOpenConns(clients)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	n := 0
-	for range clients {
+	for i := range clients {
+		db := dbs[i%2]
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -70,7 +79,13 @@ func hammer(ctx context.Context, dsn string, clients int) (func() int, error) {
 			}
 		}()
 	}
-	return func() int { wg.Wait(); db.Close(); return n }, nil
+	return func() int {
+		wg.Wait()
+		for _, db := range dbs {
+			db.Close()
+		}
+		return n
+	}, nil
 }
 
 // TestPgbouncerInFrontOfSlaves runs the daemon with its slaves behind a
@@ -85,7 +100,7 @@ func TestPgbouncerInFrontOfSlaves(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			ctx := testContext(t, 4*time.Minute)
 			ms, ss := servers(t)
-			// In transaction mode the daemon and three other clients
+			// In transaction mode the daemon and four other clients
 			// per database share two server connections; in session mode
 			// each client holds one for as long as it is connected.
 			size := 2
@@ -109,7 +124,7 @@ func TestPgbouncerInFrontOfSlaves(t *testing.T) {
 			hctx, stopHammer := context.WithCancel(ctx)
 			var waits []func() int
 			for _, s := range slaves {
-				wait, err := hammer(hctx, pool.DSN(s.name), 3)
+				wait, err := hammer(hctx, pool.DSN(s.name), 4)
 				if err != nil {
 					t.Fatal(err)
 				}
