@@ -179,8 +179,6 @@ func TestPgbouncerInFrontOfSlaves(t *testing.T) {
 // warns, each naming the slave and saying which pool modes work.
 func TestPgbouncerStatementPoolRefused(t *testing.T) {
 	t.Parallel()
-	ctx := testContext(t, 2*time.Minute)
-	_ = ctx
 	ms, ss := servers(t)
 	pool := bouncer.Start(t, ss, bouncer.Options{Mode: "statement"})
 	master := newDB(t, ms, "pgbst_m")
