@@ -422,7 +422,7 @@ func TestConflictInJoinedInsertNamesTheRow(t *testing.T) {
 	e.tx(e.master, `INSERT INTO t SELECT g, 'a' FROM generate_series(1, 6) g`, `INSERT INTO t VALUES (7, 'b')`,
 		`INSERT INTO t SELECT g, 'c' FROM generate_series(8, 20) g`)
 	msg := e.waitState(0, StateConflict).LastError
-	for _, want := range []string{"insert_exists", "public.t", "key ('7', 'b')", "INSERT INTO public.t (id, v) VALUES ('7', 'b') ON CONFLICT DO NOTHING"} {
+	for _, want := range []string{"insert_exists", "public.t", "key ('7', 'b')", "INSERT INTO public.t (id, v) VALUES ('7', 'b') ON CONFLICT (id) DO NOTHING"} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("conflict error %q does not name %q", msg, want)
 		}
