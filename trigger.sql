@@ -101,8 +101,12 @@ DO $role$
 BEGIN
   IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'goreplica_log')
      AND (SELECT rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = current_user) THEN
-    CREATE ROLE goreplica_log NOLOGIN NOINHERIT;
-    COMMENT ON ROLE goreplica_log IS 'goreplica: owns the log trigger functions, may only write replica.replica_log';
+    BEGIN
+      CREATE ROLE goreplica_log NOLOGIN NOINHERIT;
+      COMMENT ON ROLE goreplica_log IS 'goreplica: owns the log trigger functions, may only write replica.replica_log';
+    EXCEPTION WHEN duplicate_object OR unique_violation THEN
+      NULL; -- created meanwhile by an install into another database of this cluster
+    END;
   END IF;
   IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'goreplica_log')
      AND NOT pg_has_role(current_user, 'goreplica_log', 'MEMBER')

@@ -373,3 +373,29 @@ CREATE TABLE later (id int PRIMARY KEY, place int UNIQUE DEFERRABLE INITIALLY DE
 		t.Fatalf("init with a DEFERRABLE primary key: %v, want a refusal naming the table and the reason", err)
 	}
 }
+
+// Installs into several databases of one server at once create the
+// cluster-wide goreplica_log role once, without failing one another.
+func TestConcurrentInitsOnOneServer(t *testing.T) {
+	t.Parallel()
+	srv := ownServer(t, slaveSettings)
+	const n = 4
+	errs := make(chan error, n)
+	for i := range n {
+		db, dsn := newDB(t, srv, fmt.Sprintf("concurrent%d", i))
+		if _, err := db.Exec(`CREATE TABLE t (id int PRIMARY KEY)`); err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			_, err := Init(ctx, Options{Master: Node{Name: "paris", DSN: dsn}, Tables: []string{"public.*"}}, triggerSQLStr)
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Errorf("init: %v", err)
+		}
+	}
+}
