@@ -98,6 +98,8 @@ func TestSelectTables(t *testing.T) {
 		{Schema: "public", Name: "nokey"},
 		{Schema: "public", Name: "skip_me", hasKey: true},
 		{Schema: "sales", Name: "b", hasKey: true},
+		{Schema: "sales", Name: "m", hasKey: true, partitioned: true},
+		{Schema: "sales", Name: "m_2026", hasKey: true},
 	}
 	tests := []struct {
 		name             string
@@ -109,7 +111,9 @@ func TestSelectTables(t *testing.T) {
 		{"pattern skips keyless with warning", []string{"public.*"}, []string{"public.skip*"}, []string{"a"}, 1, false},
 		{"exact keyless is an error", []string{"public.nokey"}, nil, nil, 0, true},
 		{"exact missing is an error", []string{"public.nope"}, nil, nil, 0, true},
-		{"several patterns", []string{"public.a", "sales.*"}, nil, []string{"a", "b"}, 0, false},
+		{"several patterns", []string{"public.a", "sales.b"}, nil, []string{"a", "b"}, 0, false},
+		{"a pattern takes partitions, not their parent", []string{"sales.*"}, nil, []string{"b", "m_2026"}, 0, false},
+		{"exact partitioned table is an error", []string{"sales.m"}, nil, nil, 0, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

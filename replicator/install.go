@@ -22,9 +22,9 @@ const schemaVersion = 3
 const (
 	sqlCandidateTables = `SELECT n.nspname, c.relname, c.oid::int8,
        EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary),
-       pg_has_role(current_user, c.relowner, 'USAGE')
+       pg_has_role(current_user, c.relowner, 'USAGE'), c.relkind = 'p'
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE c.relkind = 'r'
+ WHERE c.relkind IN ('r', 'p')
    AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'replica')
    AND n.nspname !~ '^pg_(toast|temp)'
  ORDER BY 1, 2`
@@ -79,6 +79,7 @@ type Table struct {
 	OID          int64
 	hasKey       bool
 	owned        bool
+	partitioned  bool // holds no rows itself: its partitions do
 }
 
 // Qualified returns the quoted schema.table.
@@ -136,6 +137,10 @@ func selectTables(all []Table, include, exclude []string) (chosen []Table, warni
 			continue
 		}
 		switch {
+		case t.partitioned && exact:
+			errs = append(errs, fmt.Errorf("replicate.tables: table %s is partitioned: its rows are in its partitions, which are the tables to replicate (name them, or a pattern that matches them)", t.Qualified()))
+		case t.partitioned:
+			// Its partitions are tables of their own, matched by name.
 		case !t.hasKey && exact:
 			errs = append(errs, fmt.Errorf("table %s has no primary key: goreplica repeats changes by key (add one, or remove it from replicate.tables)", t.Qualified()))
 		case !t.hasKey:
@@ -358,7 +363,7 @@ func candidateTables(ctx context.Context, db *sql.DB) ([]Table, error) {
 	var out []Table
 	for rows.Next() {
 		var t Table
-		if err := rows.Scan(&t.Schema, &t.Name, &t.OID, &t.hasKey, &t.owned); err != nil {
+		if err := rows.Scan(&t.Schema, &t.Name, &t.OID, &t.hasKey, &t.owned, &t.partitioned); err != nil {
 			return nil, err
 		}
 		out = append(out, t)
