@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"os"
+	"os/exec"
 	"sort"
 	"strings"
 	"testing"
@@ -174,13 +175,20 @@ func canonicalText(t *testing.T, db *sql.DB, q string) string {
 	return s.String
 }
 
+// hasLocale reports whether the C library has locale name (de_DE.UTF-8),
+// which it may list in its normalized form (de_DE.utf8).
 func hasLocale(name string) bool {
-	out, err := os.ReadFile("/usr/lib/locale/locale-archive")
-	if err == nil && strings.Contains(string(out), name) {
-		return true
+	out, err := exec.Command("locale", "-a").Output()
+	if err != nil {
+		return false
 	}
-	_, err = os.Stat("/usr/lib/locale/" + name)
-	return err == nil
+	norm := strings.ToLower(strings.ReplaceAll(name, "-", ""))
+	for _, l := range strings.Fields(string(out)) {
+		if strings.ToLower(strings.ReplaceAll(l, "-", "")) == norm {
+			return true
+		}
+	}
+	return false
 }
 
 // plpgsqlKeywords are the words PL/pgSQL reserves or knows (PostgreSQL
