@@ -496,8 +496,8 @@ REVOKE ALL ON FUNCTION replica.on_ddl() FROM PUBLIC;
 -- The values are read with the settings the log functions wrote them with
 -- (a slave whose lc_monetary, DateStyle, IntervalStyle, xmloption or
 -- array_nulls differ from the master's reads them alike), and the
--- transaction is recorded in replica.applying, so that this node's own log
--- triggers honour replica.origin.
+-- transaction is recorded in replica.applying when this node has log
+-- triggers, so that they honour replica.origin.
 DROP FUNCTION IF EXISTS replica.apply(text[], "char"[], text[]);
 CREATE OR REPLACE FUNCTION replica.apply(origins text[], ops "char"[], stmts text[], nrows integer[],
                                          OUT failed integer, OUT affected bigint)
@@ -515,7 +515,8 @@ DECLARE
 BEGIN
   failed := 0;
   affected := 0;
-  IF NOT EXISTS (SELECT 1 FROM replica.applying WHERE xid = pg_current_xact_id()) THEN
+  IF EXISTS (SELECT 1 FROM replica.tables)
+     AND NOT EXISTS (SELECT 1 FROM replica.applying WHERE xid = pg_current_xact_id()) THEN
     DELETE FROM replica.applying WHERE xid < pg_snapshot_xmin(pg_current_snapshot());
     INSERT INTO replica.applying (xid) VALUES (pg_current_xact_id());
   END IF;

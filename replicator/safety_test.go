@@ -399,3 +399,33 @@ func TestConcurrentInitsOnOneServer(t *testing.T) {
 		}
 	}
 }
+
+// A slave that is itself a master (A -> B -> C) records the changes it
+// applies with their true origin, and forwards them.
+func TestChainKeepsTheTrueOrigin(t *testing.T) {
+	t.Parallel()
+	const schema = `CREATE TABLE t (id int PRIMARY KEY, v text);`
+	ab := newEnv(t, setup{schema: schema, twoPhase: []bool{false}})
+	_, s := servers(t)
+	c, cdsn := newDB(t, s, "slave")
+	ab.exec(c, schema)
+	bc := &env{t: t, logs: &strings.Builder{}, master: ab.slaves[0], slaves: []*sql.DB{c}, opts: ab.opts}
+	bc.opts.Master = Node{Name: "lyon", DSN: ab.opts.Slaves[0].DSN}
+	bc.opts.Slaves = []Node{{Name: "nice", DSN: cdsn, TwoPhase: true}}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if _, err := Init(ctx, bc.opts, triggerSQLStr); err != nil {
+		t.Fatal(err)
+	}
+	ab.start(nil)
+	ab.exec(ab.master, `INSERT INTO t SELECT g, 'from paris' FROM generate_series(1, 50) g; UPDATE t SET v = 'changed' WHERE id < 10`)
+	ab.waitConverged(30*time.Second, "t")
+	// lyon's own daemon is not running yet: its log is all there.
+	if got := queryString(t, bc.master, `SELECT string_agg(coalesce(origin, 'local') || ' ' || n, ', ' ORDER BY origin)
+		FROM (SELECT origin, count(*) AS n FROM replica.replica_log GROUP BY origin) o`); got != "paris 59" {
+		t.Errorf("lyon's log holds %q, want the 59 changes it applied, from paris", got)
+	}
+	bc.start(nil)
+	bc.exec(bc.master, `INSERT INTO t VALUES (100, 'from lyon')`)
+	bc.waitConverged(30*time.Second, "t")
+}
