@@ -306,7 +306,10 @@ BEGIN
   END IF;
   INSERT INTO replica.replica_log (lsn, txid, origin, tbl, op, sql)
   VALUES (pg_current_wal_insert_lsn(), pg_current_xact_id(), nullif(o, ''), %2$L, substr(TG_OP, 1, 1), s);
-  IF current_setting('replica.notified', true) IS DISTINCT FROM pg_current_xact_id()::text THEN
+  -- An apply transaction (o set) never notifies: PREPARE TRANSACTION refuses
+  -- a transaction that did, and the applying daemon notifies this node's
+  -- listeners itself once it has committed.
+  IF coalesce(o, '') = '' AND current_setting('replica.notified', true) IS DISTINCT FROM pg_current_xact_id()::text THEN
     PERFORM set_config('replica.notified', pg_current_xact_id()::text, true);
     IF EXISTS (SELECT 1 FROM replica.slaves WHERE waiting) THEN
       PERFORM pg_notify('goreplica', '');
@@ -365,7 +368,10 @@ BEGIN
   END IF;
   INSERT INTO replica.replica_log (lsn, txid, origin, tbl, op, sql)
   VALUES (pg_current_wal_insert_lsn(), pg_current_xact_id(), nullif(o, ''), qrel, 'T', 'TRUNCATE ONLY ' || qrel);
-  IF current_setting('replica.notified', true) IS DISTINCT FROM pg_current_xact_id()::text THEN
+  -- An apply transaction (o set) never notifies: PREPARE TRANSACTION refuses
+  -- a transaction that did, and the applying daemon notifies this node's
+  -- listeners itself once it has committed.
+  IF coalesce(o, '') = '' AND current_setting('replica.notified', true) IS DISTINCT FROM pg_current_xact_id()::text THEN
     PERFORM set_config('replica.notified', pg_current_xact_id()::text, true);
     IF EXISTS (SELECT 1 FROM replica.slaves WHERE waiting) THEN
       PERFORM pg_notify('goreplica', '');

@@ -240,6 +240,11 @@ func (w *worker) cycle(ctx context.Context) (int, error) {
 	w.pos = next
 	w.exact = false
 	w.lastAdvance = time.Now()
+	if n > 0 && w.slaveCaptures {
+		if _, err := w.conn.ExecContext(ctx, sqlWakeSlave); err != nil {
+			return n, w.slaveErr("wake the slave's own daemon", err)
+		}
+	}
 	if n > 0 {
 		w.log.Debug("batch applied", keyBatch, next.batch, "events", n)
 	}

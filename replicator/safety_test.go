@@ -401,11 +401,14 @@ func TestConcurrentInitsOnOneServer(t *testing.T) {
 }
 
 // A slave that is itself a master (A -> B -> C) records the changes it
-// applies with their true origin, and forwards them.
+// applies with their true origin, and forwards them. Its daemon waits for
+// a NOTIFY, which B's log triggers must not send inside a prepared apply
+// transaction (PREPARE TRANSACTION refuses one that did): the daemon
+// applying to B wakes it after the commit.
 func TestChainKeepsTheTrueOrigin(t *testing.T) {
 	t.Parallel()
 	const schema = `CREATE TABLE t (id int PRIMARY KEY, v text);`
-	ab := newEnv(t, setup{schema: schema, twoPhase: []bool{false}})
+	ab := newEnv(t, setup{schema: schema, poll: time.Hour})
 	_, s := servers(t)
 	c, cdsn := newDB(t, s, "slave")
 	ab.exec(c, schema)
@@ -428,4 +431,16 @@ func TestChainKeepsTheTrueOrigin(t *testing.T) {
 	bc.start(nil)
 	bc.exec(bc.master, `INSERT INTO t VALUES (100, 'from lyon')`)
 	bc.waitConverged(30*time.Second, "t")
+	// Both daemons idle, waiting for notifications (an hour's poll): a
+	// change on A reaches C through B.
+	waitFor(t, 20*time.Second, func() string {
+		if queryString(t, ab.master, `SELECT bool_and(waiting)::text FROM replica.slaves`) != "true" ||
+			queryString(t, bc.master, `SELECT bool_and(waiting)::text FROM replica.slaves`) != "true" {
+			return "daemons not idle yet"
+		}
+		return ""
+	})
+	ab.exec(ab.master, `INSERT INTO t VALUES (200, 'from paris, idle')`)
+	bc.waitConverged(30*time.Second, "t")
+	ab.waitState(0, StateRunning)
 }

@@ -68,5 +68,9 @@ const (
 	sqlHasReplicaRoleGrant = `SELECT has_parameter_privilege('session_replication_role', 'SET')`
 	sqlApply               = `SELECT failed, affected FROM replica.apply($1::text[], $2::"char"[], $3::text[], $4::integer[])`
 	sqlPrepared            = `SELECT gid FROM pg_prepared_xacts WHERE database = current_database() AND starts_with(gid, $1) ORDER BY prepared`
-	sqlSlaveLock           = `SELECT pg_try_advisory_lock(hashtext('goreplica ' || $1), 0)`
+	sqlCaptures            = `SELECT EXISTS (SELECT 1 FROM replica.tables)`
+	// sqlWakeSlave wakes the daemon of a slave that is itself a master when
+	// it waits: its log triggers do not notify inside an apply transaction.
+	sqlWakeSlave = `SELECT pg_notify('goreplica', '') FROM replica.slaves WHERE waiting LIMIT 1`
+	sqlSlaveLock = `SELECT pg_try_advisory_lock(hashtext('goreplica ' || $1), 0)`
 )

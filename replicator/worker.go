@@ -64,6 +64,9 @@ type worker struct {
 	forward  bool
 	pos      position
 
+	// slaveCaptures: the slave is itself a master (log triggers), whose
+	// own daemon is told of each applied batch after its commit.
+	slaveCaptures bool
 	// beginSQL begins a slave transaction (sqlBeginApply or
 	// sqlBeginApplyAsOrigin, chosen at connect).
 	beginSQL string
@@ -291,6 +294,9 @@ func (w *worker) connect(ctx context.Context) error {
 	replicaRole, err := mayUseReplicaRole(ctx, conn)
 	if err != nil {
 		return w.slaveErr("check privileges", err)
+	}
+	if err := conn.QueryRowContext(ctx, sqlCaptures).Scan(&w.slaveCaptures); err != nil {
+		return w.slaveErr("read captured tables", err)
 	}
 	w.beginSQL = sqlBeginApply
 	if replicaRole {
