@@ -156,15 +156,19 @@ $$;
 
 -- replica.key_condition describes the primary key of rel: its columns, the
 -- pieces of the WHERE condition that finds a row by key (one per column,
--- "id" OPERATOR(pg_catalog.=) %L), and whether the key is DEFERRABLE. The
--- operator is the key index's own equality operator, schema-qualified, so
--- that a slave finds the row through its key index whatever its search_path
--- holds (a citext key compares as citext, not as text).
+-- "id" OPERATOR(pg_catalog.=) %L::integer), and whether the key is
+-- DEFERRABLE. The operator is the key index's own equality operator,
+-- schema-qualified, so that a slave finds the row through its key index
+-- whatever its search_path holds (a citext key compares as citext, not as
+-- text); the value is typed as the column (a literal of a composite type
+-- compares to nothing untyped). format_type qualifies every type outside
+-- pg_catalog here, the search_path being pinned.
 CREATE OR REPLACE FUNCTION replica.key_condition(rel regclass, OUT cols text[], OUT pieces text[], OUT key_deferrable boolean)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp AS $$
   SELECT array_agg(a.attname::text ORDER BY k.ord),
-         array_agg(replace(format('%I OPERATOR(%I.%s) ', a.attname, opn.nspname, o.oprname), '%', '%%') || '%L' ORDER BY k.ord),
+         array_agg(replace(format('%I OPERATOR(%I.%s) ', a.attname, opn.nspname, o.oprname), '%', '%%')
+                   || '%L::' || replace(format_type(a.atttypid, NULL), '%', '%%') ORDER BY k.ord),
          bool_or(coalesce(con.condeferrable, false))
     FROM pg_index i
     CROSS JOIN LATERAL unnest(i.indkey::int2[], i.indclass::oid[]) WITH ORDINALITY AS k(attnum, cls, ord)

@@ -283,3 +283,78 @@ func TestEveryKeywordAsIdentifier(t *testing.T) {
 		return ""
 	})
 }
+
+// Invariant 12: a row is found on the slave by its key, whatever the key's
+// type: every built-in type that can be a primary key, a composite, an
+// enum, a domain, an array, and an extension's type whose equality lives
+// outside pg_catalog (citext: compared as citext, through its index).
+func TestEveryKeyType(t *testing.T) {
+	t.Parallel()
+	ms, _ := servers(t)
+	probe, _ := newDB(t, ms, "probe")
+	rows, err := probe.Query(`SELECT t.typname FROM pg_type t
+		WHERE t.typnamespace = 'pg_catalog'::regnamespace AND t.typtype IN ('b', 'r', 'm') AND t.typarray <> 0
+		  AND t.typname !~ '^_' AND EXISTS (SELECT 1 FROM pg_opclass c JOIN pg_am a ON a.oid = c.opcmethod
+		      WHERE a.amname = 'btree' AND c.opcdefault AND (c.opcintype = t.oid OR (c.opcintype = 'anyrange'::regtype AND t.typtype = 'r')
+		         OR (c.opcintype = 'anymultirange'::regtype AND t.typtype = 'm') OR (c.opcintype = 'anyenum'::regtype AND t.typtype = 'e')))
+		ORDER BY 1`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := map[string]string{} // table name -> key type
+	var schema strings.Builder
+	schema.WriteString(`CREATE EXTENSION IF NOT EXISTS citext;
+CREATE TYPE kpair AS (a int, b text); CREATE TYPE kmood AS ENUM ('sad', 'happy'); CREATE DOMAIN kpos AS int CHECK (VALUE > 0);
+`)
+	samples := map[string]string{"kpair": `(1,"a b")`, "kmood": `happy`, "kpos": `7`, "citext": `MiXeD`, "int4[]": `{1,NULL,3}`, "text[]": `{"a b",c}`}
+	for rows.Next() {
+		var ty string
+		if err := rows.Scan(&ty); err != nil {
+			t.Fatal(err)
+		}
+		if v, ok := builtinSamples[ty]; ok {
+			samples[pq.QuoteIdentifier(ty)] = v
+		}
+	}
+	rows.Close()
+	for ty, v := range samples {
+		name := "k_" + strings.Trim(strings.NewReplacer("[]", "_array", `"`, "").Replace(ty), "_")
+		keys[name] = ty
+		fmt.Fprintf(&schema, "CREATE TABLE %s (k %s PRIMARY KEY, v text); INSERT INTO %[1]s VALUES (%[3]s, 'a');\n",
+			pq.QuoteIdentifier(name), ty, pq.QuoteLiteral(v))
+	}
+	e := newEnv(t, setup{schema: schema.String(), twoPhase: []bool{false}})
+	// The slave's search_path holds nothing: operators are found by name.
+	e.exec(e.slaves[0], fmt.Sprintf("ALTER DATABASE %s SET search_path = pg_temp", pq.QuoteIdentifier(queryString(t, e.slaves[0], `SELECT current_database()`))))
+	e.start(nil)
+	var writes strings.Builder
+	var tables []string
+	for name := range keys {
+		q := pq.QuoteIdentifier(name)
+		tables = append(tables, q)
+		fmt.Fprintf(&writes, "UPDATE %[1]s SET v = 'b'; INSERT INTO %[1]s SELECT k, 'c' FROM %[1]s ON CONFLICT DO NOTHING;\n", q)
+	}
+	sort.Strings(tables)
+	e.exec(e.master, writes.String())
+	e.waitConverged(60*time.Second, tables...)
+	for _, q := range tables {
+		e.exec(e.master, "DELETE FROM "+q)
+	}
+	e.waitConverged(60*time.Second, tables...)
+	e.waitState(0, StateRunning)
+	var plan string
+	conn, err := e.slaves[0].Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(context.Background(), `SET enable_seqscan = off`); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.QueryRowContext(context.Background(), `EXPLAIN (COSTS OFF) SELECT * FROM public.k_citext WHERE k OPERATOR(public.=) 'x'::public.citext`).Scan(&plan); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(plan, "Index") {
+		t.Errorf("a citext key is not found through its index on the slave: %s", plan)
+	}
+}
