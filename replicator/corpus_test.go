@@ -119,14 +119,8 @@ func TestEveryBuiltinTypeUnderHostileSettings(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	conn, err := e.master.Conn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := e.hostileConn(ctx, "SET lc_monetary = "+pq.QuoteLiteral(monetary))
 	for _, q := range []string{
-		"SET DateStyle = 'SQL, DMY'", "SET IntervalStyle = 'sql_standard'", "SET extra_float_digits = -15",
-		"SET TimeZone = 'Asia/Kathmandu'", "SET bytea_output = 'escape'", "SET lc_monetary = " + pq.QuoteLiteral(monetary),
 		fmt.Sprintf("INSERT INTO every (id, %s) VALUES (1, %s)", strings.Join(arrs, ", "), strings.Join(vals, ", ")),
 		"INSERT INTO every (id) VALUES (2), (3)",
 		fmt.Sprintf("UPDATE every SET (%s) = (SELECT %s FROM every WHERE id = 1) WHERE id = 2", strings.Join(arrs, ", "), strings.Join(arrs, ", ")),
