@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"debug/elf"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -32,35 +34,63 @@ func requireTool(t *testing.T, name, pkg string) string {
 	return p
 }
 
+// releases memoizes buildRelease: tests that need the same release share
+// one build.
+var releases = struct {
+	sync.Mutex
+	m map[string]*releaseBuild
+}{m: map[string]*releaseBuild{}}
+
+type releaseBuild struct {
+	once  sync.Once
+	dir   string
+	names []string
+	err   error
+}
+
 // buildRelease runs the release builder (go -C ../dist run .) for targets
-// with version into a temporary directory, and returns the directory and
-// the names of the files in it.
+// with version, once per test process, into TestMain's temporary
+// directory, and returns the directory and the names of the files in it.
 func buildRelease(t *testing.T, version, targets string) (string, []string) {
 	t.Helper()
 	if strings.Contains(targets, "windows") {
 		requireTool(t, "wixl", "wixl")
 		requireTool(t, "msibuild", "msitools")
 	}
-	out := t.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), distTimeout)
-	defer cancel()
-	start := time.Now()
-	cmd := exec.CommandContext(ctx, "go", "-C", "../dist", "run", ".", "-o", out, "-version", version, "-targets", targets)
-	var buf bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &buf, &buf
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("go -C dist run . -version %s -targets %s: %v\n%s", version, targets, err, buf.String())
+	key := version + " " + targets
+	releases.Lock()
+	b := releases.m[key]
+	if b == nil {
+		b = &releaseBuild{}
+		releases.m[key] = b
 	}
-	t.Logf("release %s %s built in %v:\n%s", version, targets, time.Since(start).Round(100*time.Millisecond), buf.String())
-	ents, err := os.ReadDir(out)
-	if err != nil {
-		t.Fatal(err)
+	releases.Unlock()
+	b.once.Do(func() {
+		b.dir = filepath.Join(filepath.Dir(binPath), "release-"+strings.NewReplacer("/", "-", ",", "_").Replace(version+"-"+targets))
+		ctx, cancel := context.WithTimeout(context.Background(), distTimeout)
+		defer cancel()
+		start := time.Now()
+		cmd := exec.CommandContext(ctx, "go", "-C", "../dist", "run", ".", "-o", b.dir, "-version", version, "-targets", targets)
+		var buf bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &buf, &buf
+		if err := cmd.Run(); err != nil {
+			b.err = fmt.Errorf("go -C dist run . -version %s -targets %s: %w\n%s", version, targets, err, buf.String())
+			return
+		}
+		t.Logf("release %s %s built in %v:\n%s", version, targets, time.Since(start).Round(100*time.Millisecond), buf.String())
+		ents, err := os.ReadDir(b.dir)
+		if err != nil {
+			b.err = err
+			return
+		}
+		for _, e := range ents {
+			b.names = append(b.names, e.Name())
+		}
+	})
+	if b.err != nil {
+		t.Fatal(b.err)
 	}
-	var names []string
-	for _, e := range ents {
-		names = append(names, e.Name())
-	}
-	return out, names
+	return b.dir, b.names
 }
 
 // artifact returns the one file of names with the suffix, failing the test
