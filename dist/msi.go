@@ -24,7 +24,15 @@ const upgradeCode = "6F1C3B0E-8A1E-4F7E-9D2A-2B9F0C7D1E11"
 //     the options a hand install gives (automatic start, restart 5 s after
 //     any failure, the event log source), and left stopped: the sample
 //     configuration must be edited first. `goreplica service uninstall`
-//     stops and removes it on uninstall.
+//     stops and removes it on uninstall;
+//   - a major upgrade (a newer MSI over an older one) removes the older
+//     version first, service included, and registers the service again:
+//     it is left stopped. (Keeping the registration would need
+//     UPGRADINGPRODUCTCODE, which Wine's RemoveExistingProducts does not
+//     set, so the tests could not see it work.)
+//
+// The custom actions carry explicit sequence numbers: wixl numbers an
+// action scheduled Before="RemoveFiles" 1, outside the install script.
 var wxs = template.Must(template.New("wxs").Parse(`<?xml version="1.0" encoding="utf-8"?>
 <Wix xmlns="http://schemas.microsoft.com/wix/2006/wi">
   <Product Id="*" Name="goreplica" Language="1033" Version="{{.MSIVersion}}" Manufacturer="goreplica" UpgradeCode="{{.UpgradeCode}}">

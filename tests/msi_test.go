@@ -14,8 +14,10 @@ import (
 // installs goreplica.exe under Program Files and the sample configuration
 // under ProgramData, adds nothing to PATH, and registers the service as
 // `goreplica service install` does, stopped; once the configuration points
-// at the servers the service starts and replicates; msiexec /x stops and
-// removes the service and the program, and keeps the configuration.
+// at the servers the service starts and replicates; a newer MSI upgrades
+// the program, keeps the configuration and registers the service again;
+// msiexec /x stops
+// and removes the service and the program, and keeps the configuration.
 func TestMSI(t *testing.T) {
 	wine.Require(t)
 	t.Parallel()
@@ -31,10 +33,11 @@ func TestMSI(t *testing.T) {
 	exe := artifact(t, dir, names, ".exe")
 	p := wine.New(t)
 	const (
-		setup = `C:\setup\goreplica.msi`
-		bin   = `C:\Program Files\goreplica\goreplica.exe`
-		cfg   = `C:\ProgramData\goreplica\goreplica.toml`
-		name  = "goreplica"
+		setup  = `C:\setup\goreplica.msi`
+		setup2 = `C:\setup\goreplica-1.0.1.msi`
+		bin    = `C:\Program Files\goreplica\goreplica.exe`
+		cfg    = `C:\ProgramData\goreplica\goreplica.toml`
+		name   = "goreplica"
 	)
 	if err := p.CopyIn(msi, setup); err != nil {
 		t.Fatal(err)
@@ -108,9 +111,32 @@ func TestMSI(t *testing.T) {
 	execAll(t, `INSERT INTO t SELECT g, 'from the msi' FROM generate_series(1, 50) g`, master)
 	waitConverged(ctx, t, master, []database{slave}, "t")
 
+	// Upgrade to 1.0.1: the newer MSI replaces the program, keeps the
+	// edited configuration, registers the service again and leaves it
+	// stopped; started again, it replicates.
+	dir2, names2 := buildRelease(t, "1.0.1", "windows/amd64")
+	if err := p.CopyIn(artifact(t, dir2, names2, ".msi"), setup2); err != nil {
+		t.Fatal(err)
+	}
+	msiexec("/i", setup2)
+	if r := gr("version"); r.code != 0 || !strings.HasPrefix(r.stdout, "goreplica 1.0.1 (commit ") {
+		t.Errorf("goreplica.exe version after the upgrade\n%s", r)
+	}
+	if got, err := os.ReadFile(p.HostPath(cfg)); err != nil || string(got) != edited {
+		t.Errorf("the upgrade did not keep the edited %s (err %v):\n%s", cfg, err, got)
+	}
+	if r := gr("service", "status", "--name", name); r.code != 3 || r.stdout != "service "+name+": stopped\n" {
+		t.Errorf("status after the upgrade: want exit 3 and 'stopped'\n%s", r)
+	}
+	if r := gr("service", "start", "--name", name); r.code != 0 || r.stdout != "service "+name+": running\n" {
+		t.Fatalf("start after the upgrade: want exit 0 and 'running'\n%s", r)
+	}
+	execAll(t, `UPDATE t SET v = 'after the msi upgrade'`, master)
+	waitConverged(ctx, t, master, []database{slave}, "t")
+
 	// Uninstall: the running service is stopped and removed, the program
 	// goes, the configuration stays.
-	msiexec("/x", setup)
+	msiexec("/x", setup2)
 	if n := preparedCount(t, slave); n != 0 {
 		t.Errorf("after msiexec /x stopped the service, the slave holds %d prepared transactions", n)
 	}
