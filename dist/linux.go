@@ -82,7 +82,7 @@ func (r release) linuxPackage(format, goarch, bin string) (string, error) {
 		Release:     "1",
 		Section:     "database",
 		Priority:    "optional",
-		Maintainer:  "goreplica developers <goreplica@users.noreply.github.com>",
+		Maintainer:  r.maintainer,
 		Vendor:      "goreplica",
 		Homepage:    "https://github.com/goreplica/goreplica",
 		Description: "trigger-based, NOTIFY-driven replication for PostgreSQL\nCopies changes to chosen tables of one PostgreSQL database to one or more\nother databases, asynchronously, exactly once and in order, as a systemd\nservice. The unit is installed but neither enabled nor started: edit\n/etc/goreplica/goreplica.toml, then systemctl enable --now goreplica.",
@@ -97,8 +97,9 @@ func (r release) linuxPackage(format, goarch, bin string) (string, error) {
 			},
 			Scripts: s,
 			RPM: nfpm.RPM{
-				Summary: "trigger-based, NOTIFY-driven replication for PostgreSQL",
-				Group:   "Applications/Databases",
+				Summary:  "trigger-based, NOTIFY-driven replication for PostgreSQL",
+				Group:    "Applications/Databases",
+				Packager: r.maintainer,
 			},
 		},
 	}

@@ -30,6 +30,8 @@ type release struct {
 	version string    // semantic version, without "v": 1.2.0, 1.2.1-dev.20261201143000
 	commit  string    // full commit hash
 	date    time.Time // build date, also the packages' file times
+	// maintainer is who the packages name as their maintainer.
+	maintainer string
 }
 
 func main() {
@@ -46,6 +48,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("dist", flag.ContinueOnError)
 	out := fs.String("o", "", "output `DIR` (default dist/out in the repository); emptied first")
 	version := fs.String("version", "", "release `VERSION` such as 1.2.0 (default: from the v* Git tag on HEAD, else the next patch version's -dev.<commit time> pre-release)")
+	maintainer := fs.String("maintainer", "goreplica developers", "the packages' Maintainer (deb) and Packager (rpm), such as `\"Name <address>\"`")
 	targets := fs.String("targets", strings.Join(allTargets, ","), "comma-separated `GOOS/GOARCH` list, of "+strings.Join(allTargets, ", "))
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -67,7 +70,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	r := release{root: root, out: *out}
+	r := release{root: root, out: *out, maintainer: *maintainer}
 	if r.out == "" {
 		r.out = filepath.Join(root, "dist", "out")
 	}
@@ -118,7 +121,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(stdout, "  %-50s %6.1f MB\n", filepath.Base(p), float64(fi.Size())/1e6)
+			fmt.Fprintf(stdout, "  %-54s %6.1f MB\n", filepath.Base(p), float64(fi.Size())/1e6)
 		}
 		fmt.Fprintf(stdout, "  %s built in %v\n", t, time.Since(start).Round(100*time.Millisecond))
 		artifacts = append(artifacts, made...)
