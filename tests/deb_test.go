@@ -103,6 +103,9 @@ func TestDebPackage(t *testing.T) {
 	if r := in("systemctl", "start", unit); r.code != 0 {
 		t.Fatalf("systemctl start\n%s\n%s", r, in("journalctl", "--no-pager", "-u", unit))
 	}
+	if r := in("goreplica", "service", "status"); r.code != 0 || r.stdout != "service goreplica: running\n" {
+		t.Errorf("goreplica service status of the packaged unit: want exit 0 and 'running'\n%s", r)
+	}
 	pid := mainPID(ctx, t, c, unit)
 	if u := strings.TrimSpace(must("stat", "-c", "%U", "/proc/"+strconv.Itoa(pid))); u != "goreplica" {
 		t.Errorf("the daemon runs as %q, want goreplica", u)

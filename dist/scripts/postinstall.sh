@@ -5,8 +5,7 @@
 set -e
 case "$1" in
 configure) [ -n "$2" ] && upgrade=yes || upgrade=no ;;
-1) upgrade=no ;;
-[2-9]*) upgrade=yes ;;
+[0-9]*) [ "$1" -gt 1 ] && upgrade=yes || upgrade=no ;;
 *) exit 0 ;;
 esac
 if [ -d /run/systemd/system ]; then
