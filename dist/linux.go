@@ -85,7 +85,7 @@ func (r release) linuxPackage(format, goarch, bin string) (string, error) {
 		Maintainer:  r.maintainer,
 		Vendor:      "goreplica",
 		Homepage:    "https://github.com/goreplica/goreplica",
-		Description: "trigger-based, NOTIFY-driven replication for PostgreSQL\nCopies changes to chosen tables of one PostgreSQL database to one or more\nother databases, asynchronously, exactly once and in order, as a systemd\nservice. The unit is installed but neither enabled nor started: edit\n/etc/goreplica/goreplica.toml, then systemctl enable --now goreplica.",
+		Description: "trigger-based, NOTIFY-driven replication for PostgreSQL\nCopies changes to chosen tables of one PostgreSQL database to one or more\nother databases, asynchronously, exactly once and in order, as a systemd\nservice. The unit is installed but neither enabled nor started: edit\n/etc/goreplica/goreplica.toml, run goreplica init -c on it, then\nsystemctl enable --now goreplica.",
 		MTime:       r.date,
 		Overridables: nfpm.Overridables{
 			Contents: files.Contents{

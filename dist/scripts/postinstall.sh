@@ -15,5 +15,5 @@ if [ -d /run/systemd/system ]; then
 	fi
 fi
 if [ "$upgrade" = no ]; then
-	echo "goreplica: edit /etc/goreplica/goreplica.toml, then: systemctl enable --now goreplica"
+	echo "goreplica: edit /etc/goreplica/goreplica.toml, run goreplica init -c /etc/goreplica/goreplica.toml, then: systemctl enable --now goreplica"
 fi
