@@ -13,6 +13,8 @@ import (
 	"os/signal"
 	"sort"
 	"syscall"
+
+	"github.com/goreplica/goreplica/buildinfo"
 )
 
 // triggerSQL holds every SQL object goreplica installs (schema replica).
@@ -20,8 +22,8 @@ import (
 //go:embed trigger.sql
 var triggerSQL string
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
+// version is the release version (see package buildinfo), for the logs.
+var version = buildinfo.Get().Version
 
 // usageError is returned for a bad command line; main prints the usage hint.
 type usageError struct{ msg string }
@@ -87,7 +89,7 @@ func printHelp(w io.Writer) {
 }
 
 func runVersion(_ context.Context, _ []string, stdout, _ io.Writer) error {
-	fmt.Fprintln(stdout, "goreplica "+version)
+	fmt.Fprintln(stdout, buildinfo.Get())
 	return nil
 }
 

@@ -64,6 +64,13 @@ type worker struct {
 	forward  bool
 	pos      position
 
+	// slaveCaptures: the slave is itself a master (log triggers), whose
+	// own daemon is told of each applied batch after its commit.
+	slaveCaptures bool
+	// beginSQL begins a slave transaction (sqlBeginApply or
+	// sqlBeginApplyAsOrigin, chosen at connect).
+	beginSQL string
+
 	lastAdvance   time.Time
 	lastHeartbeat time.Time
 	waiting       bool
@@ -288,6 +295,17 @@ func (w *worker) connect(ctx context.Context) error {
 	if err := w.resolveInDoubt(ctx); err != nil {
 		return err
 	}
+	replicaRole, err := mayUseReplicaRole(ctx, conn)
+	if err != nil {
+		return w.slaveErr("check privileges", err)
+	}
+	if err := conn.QueryRowContext(ctx, sqlCaptures).Scan(&w.slaveCaptures); err != nil {
+		return w.slaveErr("read captured tables", err)
+	}
+	w.beginSQL = sqlBeginApply
+	if replicaRole {
+		w.beginSQL = sqlBeginApplyAsReplica
+	}
 	err = conn.QueryRowContext(ctx, sqlPosition, w.masterID).Scan(&w.pos.snapshot, &w.pos.batch)
 	if errors.Is(err, sql.ErrNoRows) {
 		// First run: start where the slave was registered.
@@ -309,7 +327,7 @@ func (w *worker) connect(ctx context.Context) error {
 		}
 	}
 	w.lastAdvance = time.Now()
-	w.log.Info("connected", keyBatch, w.pos.batch, "two_phase", w.slave.TwoPhase)
+	w.log.Info("connected", keyBatch, w.pos.batch, "two_phase", w.slave.TwoPhase, "replica_role", replicaRole)
 	return nil
 }
 
