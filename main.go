@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/goreplica/goreplica/buildinfo"
 	"github.com/goreplica/goreplica/cli"
 )
 
@@ -20,9 +21,6 @@ import (
 //
 //go:embed trigger.sql
 var triggerSQL string
-
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -33,7 +31,14 @@ func main() {
 
 // run runs the verb args names.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	c := &cli.CLI{TriggerSQL: triggerSQL, Version: version, Stdout: stdout, Stderr: stderr}
+	bi := buildinfo.Get()
+	c := &cli.CLI{
+		TriggerSQL:  triggerSQL,
+		Version:     bi.Version,  // the release version (see package buildinfo), for the logs
+		VersionLine: bi.String(), // what 'goreplica version' prints
+		Stdout:      stdout,
+		Stderr:      stderr,
+	}
 	return c.Run(ctx, args)
 }
 

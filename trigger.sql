@@ -81,13 +81,126 @@ CREATE TABLE IF NOT EXISTS replica.position (
 );
 REVOKE ALL ON replica.position FROM PUBLIC;
 
+-- The apply transactions on this node, by transaction id: replica.apply
+-- records its own, and the log triggers honour replica.origin (a change
+-- that came from another node) only in a transaction recorded here. Any
+-- role can set a custom setting such as replica.origin; only goreplica's
+-- apply session can write this table.
+CREATE TABLE IF NOT EXISTS replica.applying (
+  xid xid8 PRIMARY KEY
+);
+REVOKE ALL ON replica.applying FROM PUBLIC;
+
+-- goreplica_log owns the log trigger functions: a NOLOGIN role that may only
+-- insert into the log and read the waiting flags and the apply
+-- transactions, so that nothing a log function runs has more privilege than
+-- that, whoever installed goreplica. It is created when the installing role
+-- may (a superuser, or a role with CREATEROLE); otherwise the log functions
+-- stay owned by the installing role, and init says so.
+DO $role$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'goreplica_log')
+     AND (SELECT rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = current_user) THEN
+    BEGIN
+      CREATE ROLE goreplica_log NOLOGIN NOINHERIT;
+      COMMENT ON ROLE goreplica_log IS 'goreplica: owns the log trigger functions, may only write replica.replica_log';
+    EXCEPTION WHEN duplicate_object OR unique_violation THEN
+      NULL; -- created meanwhile by an install into another database of this cluster
+    END;
+  END IF;
+  IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'goreplica_log')
+     AND NOT pg_has_role(current_user, 'goreplica_log', 'MEMBER')
+     AND (SELECT rolcreaterole FROM pg_roles WHERE rolname = current_user) THEN
+    GRANT goreplica_log TO CURRENT_USER;
+  END IF;
+  IF pg_has_role(current_user, (SELECT oid FROM pg_roles WHERE rolname = 'goreplica_log'), 'MEMBER') THEN
+    GRANT USAGE ON SCHEMA replica TO goreplica_log;
+    GRANT INSERT ON replica.replica_log TO goreplica_log;
+    GRANT SELECT (waiting) ON replica.slaves TO goreplica_log;
+    GRANT SELECT ON replica.applying TO goreplica_log;
+  END IF;
+END
+$role$;
+
+-- replica.plpgsql_ident quotes an identifier always, for PL/pgSQL field
+-- access (NEW."by"): format('%I') quotes only what SQL reserves, and
+-- PL/pgSQL reserves more (by, loop, if, strict, ...).
+CREATE OR REPLACE FUNCTION replica.plpgsql_ident(name text) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT
+SET search_path = pg_catalog, pg_temp AS $$
+  SELECT '"' || replace(name, '"', '""') || '"'
+$$;
+
+-- replica.format_expr returns a PL/pgSQL expression that joins pieces with
+-- sep, each piece holding one format() placeholder filled by the expression
+-- at the same index of args. format() renders a value through its type's
+-- output function, never through a cast, an operator or anything on a
+-- search_path that the table's users could define. A function takes at most
+-- 100 arguments, so longer lists are split into several format() calls.
+CREATE OR REPLACE FUNCTION replica.format_expr(pieces text[], args text[], sep text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  per   constant int := 90;
+  n     int := coalesce(array_length(pieces, 1), 0);
+  parts text[] := '{}';
+BEGIN
+  FOR i IN 0 .. (n - 1) / per LOOP
+    parts := parts || format('format(%L, %s)',
+                             array_to_string(pieces[i * per + 1 : least(n, (i + 1) * per)], sep),
+                             array_to_string(args[i * per + 1 : least(n, (i + 1) * per)], ', '));
+  END LOOP;
+  RETURN array_to_string(parts, ' || ' || quote_literal(sep) || ' || ');
+END
+$$;
+
+-- replica.key_condition describes the primary key of rel: its columns, the
+-- pieces of the WHERE condition that finds a row by key (one per column,
+-- "id" OPERATOR(pg_catalog.=) %L::integer), and whether the key is
+-- DEFERRABLE. The operator is the key index's own equality operator,
+-- schema-qualified, so that a slave finds the row through its key index
+-- whatever its search_path holds (a citext key compares as citext, not as
+-- text); the value is typed as the column (a literal of a composite type
+-- compares to nothing untyped). format_type qualifies every type outside
+-- pg_catalog here, the search_path being pinned.
+CREATE OR REPLACE FUNCTION replica.key_condition(rel regclass, OUT cols text[], OUT pieces text[], OUT key_deferrable boolean)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp AS $$
+  SELECT array_agg(a.attname::text ORDER BY k.ord),
+         array_agg(replace(format('%I OPERATOR(%I.%s) ', a.attname, opn.nspname, o.oprname), '%', '%%')
+                   || '%L::' || replace(format_type(a.atttypid, NULL), '%', '%%') ORDER BY k.ord),
+         bool_or(coalesce(con.condeferrable, false))
+    FROM pg_index i
+    CROSS JOIN LATERAL unnest(i.indkey::int2[], i.indclass::oid[]) WITH ORDINALITY AS k(attnum, cls, ord)
+    JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+    JOIN pg_opclass oc ON oc.oid = k.cls
+    JOIN pg_amop ao ON ao.amopfamily = oc.opcfamily AND ao.amoplefttype = oc.opcintype
+                   AND ao.amoprighttype = oc.opcintype AND ao.amopstrategy = 3 AND ao.amopmethod = oc.opcmethod
+    JOIN pg_operator o ON o.oid = ao.amopopr
+    JOIN pg_namespace opn ON opn.oid = o.oprnamespace
+    LEFT JOIN pg_constraint con ON con.conindid = i.indexrelid AND con.contype = 'p'
+   WHERE i.indrelid = rel AND i.indisprimary
+$$;
+
 -- replica.log_function_sql returns the CREATE FUNCTION statement of the log
 -- trigger function for one table. The function is generated per table so that
 -- no catalog lookup or dynamic SQL runs per row: the column list and the key
--- are spelled out, each value is rendered by its type's own text output and
--- quoted with quote_nullable. Settings that change text output (DateStyle,
--- IntervalStyle, extra_float_digits, lc_monetary) are pinned on the function
--- only when the table has a column whose output depends on them.
+-- are spelled out, and each value is rendered by its type's own output
+-- function (format's %L), never through a cast. Settings that change text
+-- output (DateStyle, IntervalStyle, extra_float_digits, lc_monetary) are
+-- pinned on the function only when the table has a column whose output
+-- depends on them; a slave reads the values with the same settings
+-- (replica.apply).
+--
+-- Every statement names the very table the row is in (UPDATE ONLY, DELETE
+-- FROM ONLY: a parent of an inheritance tree logs its own rows, each child
+-- its own). An INSERT whose key is taken does nothing (ON CONFLICT on the
+-- key: any other unique constraint, deferrable or not, is no arbiter), which
+-- the daemon reports as a conflict.
+--
+-- The function is SECURITY DEFINER, to write the log that the table's users
+-- cannot; it is owned by the goreplica_log role (replica.capture), and
+-- replica.origin is honoured only in goreplica's apply transactions.
 CREATE OR REPLACE FUNCTION replica.log_function_sql(rel regclass)
 RETURNS text LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp AS $gen$
@@ -95,11 +208,13 @@ DECLARE
   qrel    text;
   fname   text := format('replica.%I', 'log_' || rel::oid);
   col     record;
-  ins_c   text := '';
-  ins_v   text := '';
+  f       text;
+  key     record;
+  cols    text := '';
+  vals    text[] := '{}';
+  args    text[] := '{}';
+  oldkey  text[] := '{}';
   upd     text := '';
-  key_w   text := '';
-  nkey    int  := 0;
   ident   boolean := false;
   pinned  boolean := false;
   sets    text := '';
@@ -108,38 +223,46 @@ BEGIN
   SELECT format('%I.%I', n.nspname, c.relname) INTO STRICT qrel
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = rel;
 
-  FOR col IN
-    SELECT a.attname, a.attidentity, a.atttypid
-      FROM pg_index i
-      CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
-      JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-     WHERE i.indrelid = rel AND i.indisprimary
-     ORDER BY k.ord
-  LOOP
-    key_w := key_w || CASE WHEN nkey > 0 THEN ' || '' AND '' || ' ELSE '' END
-          || quote_literal(format('%I = ', col.attname))
-          || format(' || quote_nullable(OLD.%I)', col.attname);
-    nkey := nkey + 1;
-  END LOOP;
-  IF nkey = 0 THEN
+  SELECT * INTO key FROM replica.key_condition(rel);
+  IF key.cols IS NULL THEN
     RAISE EXCEPTION 'table % has no primary key', qrel
       USING ERRCODE = 'invalid_table_definition',
             HINT = 'goreplica repeats changes by primary key: add one, or exclude the table';
   END IF;
+  IF key.key_deferrable THEN
+    RAISE EXCEPTION 'table % has a DEFERRABLE primary key', qrel
+      USING ERRCODE = 'invalid_table_definition',
+            HINT = 'goreplica finds rows by key and cannot repeat the key shifts that only a deferred check allows: make the key NOT DEFERRABLE (other unique constraints may stay deferrable), or exclude the table';
+  END IF;
+  FOR i IN 1 .. array_length(key.cols, 1) LOOP
+    oldkey := oldkey || ('OLD.' || replica.plpgsql_ident(key.cols[i]));
+  END LOOP;
 
   FOR col IN
-    SELECT a.attname, a.attidentity, a.atttypid, t.typtype, t.typcategory
-      FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+    SELECT a.attname, a.attidentity, a.atttypid
+      FROM pg_attribute a
      WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
      ORDER BY a.attnum
   LOOP
-    ins_c := ins_c || CASE WHEN ins_c = '' THEN '' ELSE ', ' END || format('%I', col.attname);
-    ins_v := ins_v || CASE WHEN ins_v = '' THEN '' ELSE ' || '', '' || ' END
-          || format('quote_nullable(NEW.%I)', col.attname);
-    -- Compare text renderings: exact for every type (numeric scale, -0,
-    -- json) and defined for types without an equality operator.
-    upd := upd || format(E'\n    IF NEW.%1$I::text IS DISTINCT FROM OLD.%1$I::text THEN s := s || %2$L || quote_nullable(NEW.%1$I); END IF;',
-                         col.attname, format(', %I = ', col.attname));
+    f := replica.plpgsql_ident(col.attname);
+    cols := cols || CASE WHEN cols = '' THEN '' ELSE ', ' END || format('%I', col.attname);
+    vals := vals || '%L'::text;
+    args := args || ('NEW.' || f);
+    IF col.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype, 'oid'::regtype, 'bool'::regtype,
+                        'uuid'::regtype, 'date'::regtype, 'timestamp'::regtype, 'timestamptz'::regtype,
+                        'bytea'::regtype) THEN
+      -- Built-in types whose equality is the identity of their text output.
+      upd := upd || format(E'\n    IF NEW.%1$s IS DISTINCT FROM OLD.%1$s THEN s := s || %2$L || format(''%%L'', NEW.%1$s); END IF;',
+                           f, format(', %I = ', col.attname));
+    ELSIF col.atttypid IN ('text'::regtype, 'varchar'::regtype) THEN
+      upd := upd || format(E'\n    IF NEW.%1$s COLLATE "C" IS DISTINCT FROM OLD.%1$s COLLATE "C" THEN s := s || %2$L || format(''%%L'', NEW.%1$s); END IF;',
+                           f, format(', %I = ', col.attname));
+    ELSE
+      -- Compare text renderings: exact for every type (numeric scale, -0,
+      -- json) and defined for types without an equality operator.
+      upd := upd || format(E'\n    v := format(''%%L'', NEW.%1$s);\n    IF v <> format(''%%L'', OLD.%1$s) THEN s := s || %2$L || v; END IF;',
+                           f, format(', %I = ', col.attname));
+    END IF;
     IF col.attidentity = 'a' THEN ident := true; END IF;
     -- Types whose text output does not depend on any setting.
     IF col.atttypid NOT IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype, 'numeric'::regtype,
@@ -166,23 +289,32 @@ BEGIN
 -- generated by goreplica for table oid %1$s: do not edit, `goreplica init` regenerates it
 DECLARE
   s text := '';
+  v text;
+  o text := current_setting('replica.origin', true);
 BEGIN
   IF TG_RELID <> %1$s THEN
     RAISE EXCEPTION 'goreplica log function for %% fired on another table', %2$L;
   END IF;
+  IF o <> '' AND NOT EXISTS (SELECT 1 FROM replica.applying WHERE xid = pg_current_xact_id()) THEN
+    RAISE EXCEPTION 'replica.origin is reserved to goreplica''s apply transactions'
+      USING ERRCODE = 'insufficient_privilege',
+            HINT = 'only goreplica marks changes as coming from another node: RESET replica.origin';
+  END IF;
   IF TG_OP = 'INSERT' THEN
-    s := %3$L || %4$s || ') ON CONFLICT DO NOTHING';
-  ELSIF TG_OP = 'UPDATE' THEN%5$s
+    s := %3$L || %4$s || %5$L;
+  ELSIF TG_OP = 'UPDATE' THEN%6$s
     IF s = '' THEN RETURN NULL; END IF;  -- nothing changed: nothing to repeat
-    s := %6$L || substr(s, 3) || ' WHERE ' || %7$s;
+    s := %7$L || substr(s, 3) || ' WHERE ' || %8$s;
   ELSE
-    s := %8$L || %7$s;
+    s := %9$L || %8$s;
   END IF;
   INSERT INTO replica.replica_log (lsn, txid, origin, tbl, op, sql)
-  VALUES (pg_current_wal_insert_lsn(), pg_current_xact_id(),
-          nullif(current_setting('replica.origin', true), ''), %2$L, substr(TG_OP, 1, 1), s);
-  IF current_setting('replica.notified', true) IS DISTINCT FROM 'y' THEN
-    PERFORM set_config('replica.notified', 'y', true);
+  VALUES (pg_current_wal_insert_lsn(), pg_current_xact_id(), nullif(o, ''), %2$L, substr(TG_OP, 1, 1), s);
+  -- An apply transaction (o set) never notifies: PREPARE TRANSACTION refuses
+  -- a transaction that did, and the applying daemon notifies this node's
+  -- listeners itself once it has committed.
+  IF coalesce(o, '') = '' AND current_setting('replica.notified', true) IS DISTINCT FROM pg_current_xact_id()::text THEN
+    PERFORM set_config('replica.notified', pg_current_xact_id()::text, true);
     IF EXISTS (SELECT 1 FROM replica.slaves WHERE waiting) THEN
       PERFORM pg_notify('goreplica', '');
     END IF;
@@ -191,15 +323,20 @@ BEGIN
 END
 $b$,
     rel::oid, qrel,
-    'INSERT INTO ' || qrel || ' (' || ins_c || ')'
+    'INSERT INTO ' || qrel || ' (' || cols || ')'
       || CASE WHEN ident THEN ' OVERRIDING SYSTEM VALUE' ELSE '' END || ' VALUES (',
-    ins_v, upd, 'UPDATE ' || qrel || ' SET ', key_w, 'DELETE FROM ' || qrel || ' WHERE ');
+    replica.format_expr(vals, args, ', '),
+    ') ON CONFLICT (' || (SELECT string_agg(format('%I', c), ', ') FROM unnest(key.cols) c) || ') DO NOTHING',
+    upd, 'UPDATE ONLY ' || qrel || ' SET ',
+    replica.format_expr(key.pieces, oldkey, ' AND '),
+    'DELETE FROM ONLY ' || qrel || ' WHERE ');
   RETURN format(E'CREATE OR REPLACE FUNCTION %s() RETURNS trigger\nLANGUAGE plpgsql SECURITY DEFINER\nSET search_path = pg_catalog, pg_temp%s\nAS %L',
                 fname, sets, body);
 END
 $gen$;
 
--- replica.column_signature describes the columns a log function depends on;
+-- replica.column_signature describes the columns and key a log function
+-- depends on;
 -- a table whose signature differs from the one recorded in replica.tables
 -- has drifted and its log function must be regenerated.
 CREATE OR REPLACE FUNCTION replica.column_signature(rel regclass)
@@ -210,22 +347,36 @@ SET search_path = pg_catalog, pg_temp AS $$
                              ', ' ORDER BY a.attnum), '')
          || ' / ' || (SELECT format('%I.%I', n.nspname, c.relname)
                         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = rel)
+         || ' / key ' || coalesce((SELECT array_to_string(k.pieces, ' AND ') || CASE WHEN k.key_deferrable THEN ' deferrable' ELSE '' END
+                                     FROM replica.key_condition(rel) k), 'none')
     FROM pg_attribute a
    WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped
 $$;
 
--- replica.truncate_log logs a TRUNCATE of a captured table.
+-- replica.truncate_log logs a TRUNCATE of a captured table. A TRUNCATE of
+-- several tables (or one with CASCADE) fires it once per table, one after
+-- the other; the daemon applies such a run as one TRUNCATE, as the master
+-- did (the slave refuses to truncate a table referenced by a foreign key
+-- alone).
 CREATE OR REPLACE FUNCTION replica.truncate_log() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   qrel text := format('%I.%I', TG_TABLE_SCHEMA, TG_TABLE_NAME);
+  o    text := current_setting('replica.origin', true);
 BEGIN
+  IF o <> '' AND NOT EXISTS (SELECT 1 FROM replica.applying WHERE xid = pg_current_xact_id()) THEN
+    RAISE EXCEPTION 'replica.origin is reserved to goreplica''s apply transactions'
+      USING ERRCODE = 'insufficient_privilege',
+            HINT = 'only goreplica marks changes as coming from another node: RESET replica.origin';
+  END IF;
   INSERT INTO replica.replica_log (lsn, txid, origin, tbl, op, sql)
-  VALUES (pg_current_wal_insert_lsn(), pg_current_xact_id(),
-          nullif(current_setting('replica.origin', true), ''), qrel, 'T', 'TRUNCATE ONLY ' || qrel);
-  IF current_setting('replica.notified', true) IS DISTINCT FROM 'y' THEN
-    PERFORM set_config('replica.notified', 'y', true);
+  VALUES (pg_current_wal_insert_lsn(), pg_current_xact_id(), nullif(o, ''), qrel, 'T', 'TRUNCATE ONLY ' || qrel);
+  -- An apply transaction (o set) never notifies: PREPARE TRANSACTION refuses
+  -- a transaction that did, and the applying daemon notifies this node's
+  -- listeners itself once it has committed.
+  IF coalesce(o, '') = '' AND current_setting('replica.notified', true) IS DISTINCT FROM pg_current_xact_id()::text THEN
+    PERFORM set_config('replica.notified', pg_current_xact_id()::text, true);
     IF EXISTS (SELECT 1 FROM replica.slaves WHERE waiting) THEN
       PERFORM pg_notify('goreplica', '');
     END IF;
@@ -237,6 +388,7 @@ REVOKE ALL ON FUNCTION replica.truncate_log() FROM PUBLIC;
 
 -- replica.capture installs (or regenerates) capture for one table: its log
 -- function, the row and truncate triggers, and its row in replica.tables.
+-- The log functions are given to goreplica_log when that role exists.
 CREATE OR REPLACE FUNCTION replica.capture(rel regclass) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp AS $$
@@ -247,11 +399,7 @@ DECLARE
 BEGIN
   SELECT format('%I.%I', n.nspname, c.relname) INTO STRICT qrel
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = rel;
-  SELECT array_agg(a.attname::text ORDER BY k.ord) INTO keys
-    FROM pg_index i
-    CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
-    JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-   WHERE i.indrelid = rel AND i.indisprimary;
+  SELECT k.cols INTO keys FROM replica.key_condition(rel) k;
   -- Recorded first: the ALTER TABLE below fires replica.on_ddl, which must
   -- then find nothing drifted.
   INSERT INTO replica.tables (relid, name, key_columns, columns)
@@ -260,13 +408,21 @@ BEGIN
     SET name = EXCLUDED.name, key_columns = EXCLUDED.key_columns, columns = EXCLUDED.columns, captured_at = now();
   EXECUTE replica.log_function_sql(rel);
   EXECUTE format('REVOKE ALL ON FUNCTION %s() FROM PUBLIC', fname);
+  IF pg_has_role(current_user, (SELECT oid FROM pg_roles WHERE rolname = 'goreplica_log'), 'MEMBER') THEN
+    -- A new owner needs CREATE on the schema; goreplica_log keeps none.
+    GRANT CREATE ON SCHEMA replica TO goreplica_log;
+    EXECUTE format('ALTER FUNCTION %s() OWNER TO goreplica_log', fname);
+    ALTER FUNCTION replica.truncate_log() OWNER TO goreplica_log;
+    REVOKE CREATE ON SCHEMA replica FROM goreplica_log;
+  END IF;
   IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = rel AND tgname = 'replica_log') THEN
     EXECUTE format('CREATE TRIGGER replica_log AFTER INSERT OR UPDATE OR DELETE ON %s FOR EACH ROW EXECUTE FUNCTION %s()', qrel, fname);
   END IF;
   IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = rel AND tgname = 'replica_truncate') THEN
     EXECUTE format('CREATE TRIGGER replica_truncate AFTER TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION replica.truncate_log()', qrel);
   END IF;
-  -- Fire also in sessions running with session_replication_role = replica.
+  -- Fire also in sessions running with session_replication_role = replica
+  -- (goreplica's own apply sessions, in multi-master and cascading setups).
   IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = rel AND tgname IN ('replica_log', 'replica_truncate') AND tgenabled <> 'A') THEN
     EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER replica_log, ENABLE ALWAYS TRIGGER replica_truncate', qrel);
   END IF;
@@ -290,7 +446,10 @@ $$;
 REVOKE ALL ON FUNCTION replica.uncapture(oid) FROM PUBLIC;
 
 -- replica.recapture_drifted regenerates the log functions of captured tables
--- whose columns changed since they were generated; returns their names.
+-- whose columns or key changed since they were generated; returns their
+-- names. A table that has lost its primary key (a migration that drops the
+-- key to add another) keeps its function, which still names the old key's
+-- columns, with a warning; the new key is picked up when it is added.
 CREATE OR REPLACE FUNCTION replica.recapture_drifted() RETURNS SETOF text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp AS $$
@@ -301,23 +460,33 @@ BEGIN
             WHERE EXISTS (SELECT 1 FROM pg_class WHERE oid = relid)
               AND columns IS DISTINCT FROM replica.column_signature(relid)
   LOOP
-    PERFORM replica.capture(t.relid::regclass);
-    RETURN NEXT t.name;
+    BEGIN
+      PERFORM replica.capture(t.relid::regclass);
+      RETURN NEXT t.name;
+    EXCEPTION WHEN invalid_table_definition THEN
+      RAISE WARNING 'goreplica: % is replicated but now %: its changes are logged by its former key until it has a usable one again', t.name, SQLERRM;
+    END;
   END LOOP;
 END
 $$;
 REVOKE ALL ON FUNCTION replica.recapture_drifted() FROM PUBLIC;
 
--- replica.on_ddl runs at the end of every ALTER TABLE (when goreplica was
--- installed by a superuser, who alone may create event triggers) so that a
--- log function follows added, dropped, renamed or retyped columns in the same
--- transaction as the DDL: no change is ever logged with a stale column list.
+-- replica.on_ddl runs at the end of every ALTER TABLE and ALTER SCHEMA (when
+-- goreplica was installed by a superuser, who alone may create event
+-- triggers) so that a log function follows added, dropped, renamed or
+-- retyped columns, a new key and a renamed schema in the same transaction
+-- as the DDL: no change is ever logged with a stale column list. It is
+-- SECURITY DEFINER so that every role's DDL keeps working, on any table:
+-- the roles that run DDL have no right on schema replica. It runs no code
+-- that a table's users control: it reads the catalog and regenerates the
+-- log functions of captured tables that drifted.
 CREATE OR REPLACE FUNCTION replica.on_ddl() RETURNS event_trigger
-LANGUAGE plpgsql
+LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   IF EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() c
-              JOIN replica.tables t ON t.relid = c.objid) THEN
+              WHERE c.command_tag = 'ALTER SCHEMA'
+                 OR c.objid IN (SELECT relid FROM replica.tables)) THEN
     PERFORM replica.recapture_drifted();
   END IF;
 END
@@ -333,11 +502,20 @@ REVOKE ALL ON FUNCTION replica.on_ddl() FROM PUBLIC;
 -- first that does not stops the chunk and its index and row count are
 -- returned (a conflict). An error is raised again with the statement's
 -- index in its HINT.
+--
+-- The values are read with the settings the log functions wrote them with
+-- (a slave whose lc_monetary, DateStyle, IntervalStyle, xmloption or
+-- array_nulls differ from the master's reads them alike), and the
+-- transaction is recorded in replica.applying when this node has log
+-- triggers, so that they honour replica.origin.
 DROP FUNCTION IF EXISTS replica.apply(text[], "char"[], text[]);
 CREATE OR REPLACE FUNCTION replica.apply(origins text[], ops "char"[], stmts text[], nrows integer[],
                                          OUT failed integer, OUT affected bigint)
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp AS $$
+SET search_path = pg_catalog, pg_temp
+SET DateStyle = 'ISO, YMD' SET IntervalStyle = 'postgres' SET lc_monetary = 'C'
+SET extra_float_digits = 3 SET xmloption = content SET array_nulls = on
+SET standard_conforming_strings = on AS $$
 DECLARE
   cur  integer := 0;
   prev text;
@@ -347,6 +525,11 @@ DECLARE
 BEGIN
   failed := 0;
   affected := 0;
+  IF EXISTS (SELECT 1 FROM replica.tables)
+     AND NOT EXISTS (SELECT 1 FROM replica.applying WHERE xid = pg_current_xact_id()) THEN
+    DELETE FROM replica.applying WHERE xid < pg_snapshot_xmin(pg_current_snapshot());
+    INSERT INTO replica.applying (xid) VALUES (pg_current_xact_id());
+  END IF;
   BEGIN
     FOR i IN 1 .. coalesce(array_length(stmts, 1), 0) LOOP
       cur := i;
@@ -373,5 +556,18 @@ END
 $$;
 REVOKE ALL ON FUNCTION replica.apply(text[], "char"[], text[], integer[]) FROM PUBLIC;
 
-INSERT INTO replica.version (version) VALUES (2)
+-- ---------------------------------------------------------------------------
+-- Version 3, pooling: the lease that keeps a second daemon from applying to a
+-- slave. A session advisory lock would outlive the daemon on a pooled server
+-- connection (pgbouncer pool_mode = transaction); a lease row is claimed,
+-- renewed and released by single statements, which any pool carries.
+CREATE TABLE IF NOT EXISTS replica.lease (
+  master  text PRIMARY KEY,        -- master identity, as in replica.position
+  owner   text NOT NULL,           -- host, process id and token of the daemon
+  until   timestamptz NOT NULL     -- the lease ends then unless renewed
+);
+REVOKE ALL ON replica.lease FROM PUBLIC;
+-- ---------------------------------------------------------------------------
+
+INSERT INTO replica.version (version) VALUES (3)
 ON CONFLICT (singleton) DO UPDATE SET version = EXCLUDED.version;

@@ -35,6 +35,9 @@ func (c *CLI) runInit(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	if problems := replicator.CheckPooling(ctx, replicatorOptions(cfg)); len(problems) > 0 {
+		return fmt.Errorf("init:\n  %w", indent(errors.Join(problems...)))
+	}
 	rep, err := replicator.Init(ctx, replicatorOptions(cfg), c.TriggerSQL)
 	if err != nil {
 		return fmt.Errorf("init:\n  %w", indent(err))
@@ -110,8 +113,15 @@ func statusCode(st *replicator.Status) int {
 }
 
 func printStatus(w io.Writer, st *replicator.Status) {
+	for _, p := range st.Warnings {
+		fmt.Fprintf(w, "WARNING: %s\n", p)
+	}
 	if !st.Reachable {
-		fmt.Fprintf(w, "master %s: UNREACHABLE: %s\n", st.Master, st.Error)
+		what := "UNREACHABLE"
+		if st.ConfigError {
+			what = "CANNOT CONNECT, CHECK ITS DSN"
+		}
+		fmt.Fprintf(w, "master %s: %s: %s\n", st.Master, what, st.Error)
 	} else {
 		fmt.Fprintf(w, "master %s: %d tables captured, %d events in the log (%s)\n", st.Master, st.TablesCount, st.LogRows, bytesText(st.LogBytes))
 	}

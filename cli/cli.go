@@ -15,9 +15,12 @@ import (
 // the embedded SQL, the version and the output streams.
 type CLI struct {
 	TriggerSQL string // every SQL object goreplica installs (trigger.sql)
-	Version    string // what 'goreplica version' prints
-	Stdout     io.Writer
-	Stderr     io.Writer
+	Version    string // the release version, for the logs and the start mail
+	// VersionLine is what 'goreplica version' prints; empty: "goreplica"
+	// and Version.
+	VersionLine string
+	Stdout      io.Writer
+	Stderr      io.Writer
 
 	verb *verb // the verb being run, for its usage text
 }

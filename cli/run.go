@@ -64,6 +64,12 @@ func (c *CLI) daemon(ctx context.Context, cfg *config.Config, logger *slog.Logge
 		opts.LagAlert = cfg.Mail.LagAlert.Duration
 	}
 	defer func() { stopMailer(m, err, logger) }()
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	problems := replicator.CheckPooling(pctx, opts)
+	cancel()
+	if len(problems) > 0 {
+		return errors.Join(problems...)
+	}
 	if cfg.Metrics != nil {
 		stop, err := startMetrics(cfg, &opts, m, logger)
 		if err != nil {
@@ -87,7 +93,11 @@ func (c *CLI) daemon(ctx context.Context, cfg *config.Config, logger *slog.Logge
 	go func() {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		if err := l.Check(cctx, cfg.Master.DSN.Reveal(), 5*time.Second); err != nil && !errors.Is(err, context.Canceled) && ctx.Err() == nil {
+		err := l.Check(cctx, cfg.Master.DSN.Reveal(), 5*time.Second)
+		switch {
+		case err == nil:
+			logger.Info("notifications from the master arrive")
+		case !errors.Is(err, context.Canceled) && ctx.Err() == nil:
 			logger.Warn("notifications", "error", err)
 		}
 	}()

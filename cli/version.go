@@ -6,12 +6,17 @@ import (
 	"io"
 )
 
-// runVersion prints the version main was given (see main.go).
+// runVersion prints the version line main was given (see main.go and
+// package buildinfo).
 func (c *CLI) runVersion(_ context.Context, args []string) error {
 	if err := c.parse(c.flags(), args, 0); err != nil {
 		return err
 	}
-	fmt.Fprintln(c.Stdout, "goreplica "+c.Version)
+	line := c.VersionLine
+	if line == "" {
+		line = "goreplica " + c.Version
+	}
+	fmt.Fprintln(c.Stdout, line)
 	return nil
 }
 

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/goreplica/goreplica/dsn"
 )
 
 // Config is the whole configuration file.
@@ -112,17 +114,9 @@ func (s Secret) String() string {
 // MarshalText implements encoding.TextMarshaler with the masked value.
 func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
-var (
-	dsnPasswordKV  = regexp.MustCompile(`(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)
-	dsnPasswordURL = regexp.MustCompile(`(://[^:/@\s]+:)([^@\s]*)(@)`)
-)
-
 // MaskDSN returns dsn with any password replaced by "xxxxx", in both the
-// key=value and the URL forms.
-func MaskDSN(dsn string) string {
-	dsn = dsnPasswordKV.ReplaceAllString(dsn, "${1}xxxxx")
-	return dsnPasswordURL.ReplaceAllString(dsn, "${1}xxxxx${3}")
-}
+// key=value and the URL forms, even when dsn is malformed.
+func MaskDSN(s string) string { return dsn.MaskPassword(s) }
 
 // DefaultPath returns the platform's default configuration file path.
 func DefaultPath() string {
@@ -332,8 +326,10 @@ func urlQueryEscape(s string) string {
 
 func (c *Config) expand() []error {
 	var errs []error
-	exp := func(path string, dsn *Secret, file string) {
-		v, err := expandEnv(path+".dsn", string(*dsn))
+	// exp expands a node's DSN and checks that lib/pq can read it. The
+	// error names the node and never holds the password (see package dsn).
+	exp := func(path, node string, d *Secret, file string) {
+		v, err := expandEnv(path+".dsn", string(*d))
 		if err != nil {
 			errs = append(errs, err)
 			return
@@ -343,11 +339,17 @@ func (c *Config) expand() []error {
 			errs = append(errs, err)
 			return
 		}
-		*dsn = s
+		*d = s
+		if s == "" {
+			return
+		}
+		if err := dsn.Check(string(s)); err != nil {
+			errs = append(errs, fmt.Errorf("%s.dsn (%s): %w", path, node, err))
+		}
 	}
-	exp("master", &c.Master.DSN, c.Master.PasswordFile)
-	for i := range c.Slaves {
-		exp(slavePath(i, c.Slaves[i].Name), &c.Slaves[i].DSN, c.Slaves[i].PasswordFile)
+	exp("master", "master "+c.Master.Name, &c.Master.DSN, c.Master.PasswordFile)
+	for i, sl := range c.Slaves {
+		exp(slavePath(i, sl.Name), "slave "+sl.Name, &c.Slaves[i].DSN, sl.PasswordFile)
 	}
 	if c.Mail != nil {
 		errs = append(errs, c.Mail.expand()...)

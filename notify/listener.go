@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/lib/pq"
+
+	"github.com/goreplica/goreplica/dsn"
 )
 
 // Channel is the channel goreplica's log triggers NOTIFY.
@@ -38,9 +40,12 @@ type Listener struct {
 // between 100ms and 10s), and every (re)connection wakes all subscribers,
 // the first one included, so that whatever was committed before LISTEN took
 // effect is rescanned.
-func Listen(dsn string, logger *slog.Logger) (*Listener, error) {
-	n := &Listener{dsn: dsn, log: logger, done: make(chan struct{}), listening: make(chan struct{})}
-	n.l = pq.NewListener(dsn, 100*time.Millisecond, 10*time.Second, n.event)
+func Listen(master string, logger *slog.Logger) (*Listener, error) {
+	if err := dsn.Check(master); err != nil {
+		return nil, err
+	}
+	n := &Listener{dsn: master, log: logger, done: make(chan struct{}), listening: make(chan struct{})}
+	n.l = pq.NewListener(master, 100*time.Millisecond, 10*time.Second, n.event)
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
@@ -152,7 +157,7 @@ func (n *Listener) Subscribe() <-chan struct{} {
 // timeout for it to come back through the listener. A notification that
 // never arrives usually means the DSN goes through a pooler in transaction
 // mode (pgbouncer pool_mode = transaction), which cannot carry LISTEN.
-func (n *Listener) Check(ctx context.Context, dsn string, timeout time.Duration) error {
+func (n *Listener) Check(ctx context.Context, master string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	wait := time.NewTimer(timeout)
 	defer wait.Stop()
@@ -168,10 +173,17 @@ func (n *Listener) Check(ctx context.Context, dsn string, timeout time.Duration)
 	n.mu.Lock()
 	before := n.got
 	n.mu.Unlock()
-	db, err := sql.Open("postgres", dsn)
+	cfg, err := dsn.Config(master)
 	if err != nil {
 		return fmt.Errorf("send test notification: %w", err)
 	}
+	// One Parse/Bind/Execute/Sync exchange: safe whatever pooler is in between.
+	cfg.BinaryParameters = true
+	c, err := pq.NewConnectorConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("send test notification: %w", err)
+	}
+	db := sql.OpenDB(c)
 	defer db.Close()
 	if _, err := db.ExecContext(ctx, "SELECT pg_notify($1, '')", Channel); err != nil {
 		return fmt.Errorf("send test notification: %w", err)
@@ -189,7 +201,7 @@ func (n *Listener) Check(ctx context.Context, dsn string, timeout time.Duration)
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	return fmt.Errorf("no notification arrived within %s on channel %q: if the master DSN goes through pgbouncer in transaction pooling mode, LISTEN cannot work there; connect directly or through a session-mode pool (replication still works, polling every poll_interval)", timeout, Channel)
+	return fmt.Errorf("no notification arrived within %s on channel %q: if the master DSN goes through a pooler in transaction or statement mode (pgbouncer pool_mode = transaction), LISTEN cannot work there: point it at PostgreSQL directly or at a pool with pool_mode = session (until then replication only polls, every poll_interval)", timeout, Channel)
 }
 
 // Close stops listening.

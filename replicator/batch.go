@@ -34,7 +34,10 @@ type event struct {
 // INSERTs into one table with the same column list and origin are joined
 // into one multi-row INSERT (three times faster to apply than one EXECUTE
 // each) unless exact is set; stmts[i] then covers nrows[i] events, from
-// events[first[i]].
+// events[first[i]]. Consecutive TRUNCATEs of one transaction are always
+// joined into one statement: that is how the master ran them (one TRUNCATE
+// of several tables, or one with CASCADE, logs a TRUNCATE per table), and a
+// slave refuses to truncate a table that a foreign key references alone.
 type chunk struct {
 	exact   bool
 	events  []event
@@ -45,18 +48,27 @@ type chunk struct {
 	first   []int
 	bytes   int
 
-	// The INSERT being joined: its prefix (up to VALUES), and its text so far.
-	runPrefix string
-	run       strings.Builder
+	// The INSERT being joined: its prefix (up to VALUES) and suffix (ON
+	// CONFLICT ...), and its text so far.
+	runPrefix, runSuffix string
+	run                  strings.Builder
 }
 
 func (c *chunk) add(e event) {
 	c.events = append(c.events, e)
 	c.bytes += len(e.sql)
+	n := len(c.stmts)
+	if e.op == 'T' && n > 0 && c.ops[n-1] == "T" {
+		if prev := c.events[len(c.events)-2]; prev.txid == e.txid && prev.origin == e.origin {
+			if tbl, ok := strings.CutPrefix(e.sql, truncatePrefix); ok {
+				c.stmts[n-1] += ", " + tbl
+				return
+			}
+		}
+	}
 	if !c.exact && e.op == 'I' {
-		if prefix, values, ok := splitInsert(e.sql); ok {
-			n := len(c.stmts)
-			if c.runPrefix == prefix && c.origins[n-1] == e.origin {
+		if prefix, values, suffix, ok := splitInsert(e.sql); ok {
+			if c.runPrefix == prefix && c.runSuffix == suffix && c.origins[n-1] == e.origin {
 				c.run.WriteString(", ")
 				c.run.WriteString(values)
 				c.nrows[n-1]++
@@ -64,7 +76,7 @@ func (c *chunk) add(e event) {
 			}
 			c.closeRun()
 			c.push(e, len(c.events)-1)
-			c.runPrefix = prefix
+			c.runPrefix, c.runSuffix = prefix, suffix
 			c.run.WriteString(prefix)
 			c.run.WriteString(values)
 			return
@@ -74,6 +86,9 @@ func (c *chunk) add(e event) {
 	c.push(e, len(c.events)-1)
 	c.stmts[len(c.stmts)-1] = e.sql
 }
+
+// truncatePrefix starts every logged TRUNCATE (replica.truncate_log).
+const truncatePrefix = "TRUNCATE ONLY "
 
 // push starts statement number len(c.stmts) with event i.
 func (c *chunk) push(e event, i int) {
@@ -89,13 +104,20 @@ func (c *chunk) closeRun() {
 	if c.runPrefix == "" {
 		return
 	}
-	c.run.WriteString(insertSuffix)
+	c.run.WriteString(c.runSuffix)
 	c.stmts[len(c.stmts)-1] = c.run.String()
 	c.run.Reset()
-	c.runPrefix = ""
+	c.runPrefix, c.runSuffix = "", ""
 }
 
-func (c *chunk) full() bool { return len(c.events) >= chunkStatements || c.bytes >= chunkBytes }
+// full reports whether the chunk should be sent. A run of TRUNCATEs is never
+// cut: the next event may belong to it.
+func (c *chunk) full() bool {
+	if n := len(c.ops); n > 0 && c.ops[n-1] == "T" {
+		return false
+	}
+	return len(c.events) >= chunkStatements || c.bytes >= chunkBytes
+}
 
 func (c *chunk) reset() {
 	c.events, c.origins, c.ops, c.stmts, c.nrows, c.first, c.bytes = c.events[:0], c.origins[:0], c.ops[:0], c.stmts[:0], c.nrows[:0], c.first[:0], 0
@@ -145,7 +167,7 @@ func (w *worker) cycle(ctx context.Context) (int, error) {
 	next := position{snapshot: snap, batch: w.pos.batch + 1}
 	began := false
 	begin := func() error {
-		if _, err := w.conn.ExecContext(ctx, "BEGIN"); err != nil {
+		if _, err := w.conn.ExecContext(ctx, w.beginSQL); err != nil {
 			return w.slaveErr("begin batch", err)
 		}
 		began = true
@@ -218,6 +240,11 @@ func (w *worker) cycle(ctx context.Context) (int, error) {
 	w.pos = next
 	w.exact = false
 	w.lastAdvance = time.Now()
+	if n > 0 && w.slaveCaptures {
+		if _, err := w.conn.ExecContext(ctx, sqlWakeSlave); err != nil {
+			return n, w.slaveErr("wake the slave's own daemon", err)
+		}
+	}
 	if n > 0 {
 		w.log.Debug("batch applied", keyBatch, next.batch, "events", n)
 	}

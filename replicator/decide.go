@@ -115,16 +115,46 @@ func classifyConflict(op byte, n int64) ConflictKind {
 // clause of an UPDATE or DELETE, the VALUES list of an INSERT.
 func keyOf(sql string) string {
 	if i := strings.LastIndex(sql, " WHERE "); i >= 0 && !strings.HasPrefix(sql, "INSERT") {
-		return sql[i+len(" WHERE "):]
+		return plainOperators(sql[i+len(" WHERE "):])
 	}
-	if i := strings.Index(sql, " VALUES ("); i >= 0 {
-		v := strings.TrimSuffix(sql[i+len(" VALUES ("):], ") ON CONFLICT DO NOTHING")
+	if _, v, _, ok := splitInsert(sql); ok {
 		if len(v) > 200 {
-			v = v[:200] + "..."
+			v = v[:200] + "...)"
 		}
-		return "(" + v + ")"
+		return v
 	}
 	return ""
+}
+
+// plainOperators writes the schema-qualified operators of a logged key
+// condition (id OPERATOR(pg_catalog.=) '7') as plain ones (id = '7'), for
+// messages. Literals and quoted identifiers are left as they are.
+func plainOperators(cond string) string {
+	const op = " OPERATOR("
+	var b strings.Builder
+	var quote byte
+	for i := 0; i < len(cond); i++ {
+		c := cond[i]
+		switch {
+		case quote != 0:
+			if c == quote {
+				quote = 0
+			}
+		case c == '\'' || c == '"':
+			quote = c
+		case strings.HasPrefix(cond[i:], op):
+			if j := strings.Index(cond[i:], ") "); j > 0 {
+				name := cond[i+len(op) : i+j]
+				if k := strings.LastIndexByte(name, '.'); k >= 0 && !strings.ContainsAny(name, "'") {
+					b.WriteString(" " + name[k+1:] + " ")
+					i += j + 1
+					continue
+				}
+			}
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
 }
 
 // shorten cuts s to n bytes for a log line or an error message.
@@ -135,34 +165,70 @@ func shorten(s string, n int) string {
 	return s[:n] + fmt.Sprintf("... (%d bytes)", len(s))
 }
 
-// insertSuffix ends every logged INSERT (trigger.sql, replica.log_function_sql).
-const insertSuffix = " ON CONFLICT DO NOTHING"
-
 // splitInsert splits a logged INSERT, `INSERT INTO t (cols) [OVERRIDING
-// SYSTEM VALUE] VALUES (vals) ON CONFLICT DO NOTHING`, into its prefix (up
-// to and including "VALUES ") and its row "(vals)", so that INSERTs with
-// the same prefix can be joined into one multi-row INSERT. The prefix holds
-// only identifiers and keywords: the first " VALUES (" outside double
-// quotes ends it (an identifier may contain that text, quoted). ok is false
-// for any other statement.
-func splitInsert(sql string) (prefix, values string, ok bool) {
-	if !strings.HasPrefix(sql, "INSERT INTO ") || !strings.HasSuffix(sql, ")"+insertSuffix) {
-		return "", "", false
+// SYSTEM VALUE] VALUES (vals) ON CONFLICT (key) DO NOTHING`, into its
+// prefix (up to and including "VALUES "), its row "(vals)" and its suffix
+// (" ON CONFLICT ..."), so that INSERTs with the same prefix and suffix can
+// be joined into one multi-row INSERT. The prefix and the suffix hold only
+// identifiers and keywords: the first " VALUES (" outside double quotes ends
+// the prefix (an identifier may contain that text, quoted), and the suffix
+// is read from the end. Logs written before the conflict target was named
+// end with " ON CONFLICT DO NOTHING". ok is false for any other statement.
+func splitInsert(sql string) (prefix, values, suffix string, ok bool) {
+	if !strings.HasPrefix(sql, "INSERT INTO ") {
+		return "", "", "", false
+	}
+	end := conflictClause(sql)
+	if end < 0 {
+		return "", "", "", false
 	}
 	const marker = " VALUES ("
 	quoted := false
-	for i := len("INSERT INTO "); i+len(marker) <= len(sql); i++ {
+	for i := len("INSERT INTO "); i+len(marker) <= end; i++ {
 		switch {
 		case sql[i] == '"':
 			quoted = !quoted
 		case !quoted && sql[i] == '\'':
-			return "", "", false // a literal before VALUES: not a logged INSERT
+			return "", "", "", false // a literal before VALUES: not a logged INSERT
 		case !quoted && strings.HasPrefix(sql[i:], marker):
-			end := i + len(marker) - 1
-			return sql[:end], sql[end : len(sql)-len(insertSuffix)], true
+			v := i + len(marker) - 1
+			return sql[:v], sql[v:end], sql[end:], true
 		}
 	}
-	return "", "", false
+	return "", "", "", false
+}
+
+// conflictClause returns where the ON CONFLICT clause ending a logged INSERT
+// starts (just after the closing parenthesis of its row), or -1. The
+// clause is " ON CONFLICT DO NOTHING" or " ON CONFLICT (k1, "k 2") DO
+// NOTHING"; the key list is read backwards, so that a quoted identifier
+// holding parentheses or the clause's own words cannot mislead it.
+func conflictClause(sql string) int {
+	const tail, head = " DO NOTHING", " ON CONFLICT"
+	rest, ok := strings.CutSuffix(sql, tail)
+	if !ok {
+		return -1
+	}
+	if strings.HasSuffix(rest, ")") {
+		quoted := false
+		i := len(rest) - 2
+		for ; i >= 0; i-- {
+			if rest[i] == '"' {
+				quoted = !quoted
+			} else if !quoted && rest[i] == '(' {
+				break
+			}
+		}
+		if i < 0 {
+			return -1
+		}
+		rest = strings.TrimSuffix(rest[:i], " ")
+	}
+	rest, ok = strings.CutSuffix(rest, head)
+	if !ok || !strings.HasSuffix(rest, ")") {
+		return -1
+	}
+	return len(rest)
 }
 
 // checkSchemaVersion reports a replica schema that this goreplica does not

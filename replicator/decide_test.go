@@ -98,6 +98,8 @@ func TestSelectTables(t *testing.T) {
 		{Schema: "public", Name: "nokey"},
 		{Schema: "public", Name: "skip_me", hasKey: true},
 		{Schema: "sales", Name: "b", hasKey: true},
+		{Schema: "sales", Name: "m", hasKey: true, partitioned: true},
+		{Schema: "sales", Name: "m_2026", hasKey: true},
 	}
 	tests := []struct {
 		name             string
@@ -109,7 +111,9 @@ func TestSelectTables(t *testing.T) {
 		{"pattern skips keyless with warning", []string{"public.*"}, []string{"public.skip*"}, []string{"a"}, 1, false},
 		{"exact keyless is an error", []string{"public.nokey"}, nil, nil, 0, true},
 		{"exact missing is an error", []string{"public.nope"}, nil, nil, 0, true},
-		{"several patterns", []string{"public.a", "sales.*"}, nil, []string{"a", "b"}, 0, false},
+		{"several patterns", []string{"public.a", "sales.b"}, nil, []string{"a", "b"}, 0, false},
+		{"a pattern takes partitions, not their parent", []string{"sales.*"}, nil, []string{"b", "m_2026"}, 0, false},
+		{"exact partitioned table is an error", []string{"sales.m"}, nil, nil, 0, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -159,6 +163,10 @@ func TestKeyOf(t *testing.T) {
 		{`UPDATE public.t SET v = 'x' WHERE id = '1'`, `id = '1'`},
 		{`DELETE FROM public.t WHERE a = 'x' AND b = '2'`, `a = 'x' AND b = '2'`},
 		{`INSERT INTO public.t (id, v) VALUES ('1', ' WHERE ') ON CONFLICT DO NOTHING`, `('1', ' WHERE ')`},
+		{`INSERT INTO public.t (id, v) VALUES ('1', ' WHERE ') ON CONFLICT (id) DO NOTHING`, `('1', ' WHERE ')`},
+		{`UPDATE ONLY public.t SET v = 'x' WHERE id OPERATOR(pg_catalog.=) '1'`, `id = '1'`},
+		{`DELETE FROM ONLY "s"."t" WHERE "a b" OPERATOR(public.=) ' OPERATOR(x.=) ' AND "c OPERATOR(y.=) " OPERATOR("my schema".=) '2'`,
+			`"a b" = ' OPERATOR(x.=) ' AND "c OPERATOR(y.=) " = '2'`},
 		{`TRUNCATE ONLY public.t`, ``},
 	}
 	for _, tt := range tests {
@@ -228,25 +236,30 @@ func TestLagTransition(t *testing.T) {
 
 func TestSplitInsert(t *testing.T) {
 	tests := []struct {
-		sql            string
-		prefix, values string
-		ok             bool
+		sql                    string
+		prefix, values, suffix string
+		ok                     bool
 	}{
+		{`INSERT INTO public.t (id, v) VALUES ('1', 'a') ON CONFLICT (id) DO NOTHING`,
+			`INSERT INTO public.t (id, v) VALUES `, `('1', 'a')`, ` ON CONFLICT (id) DO NOTHING`, true},
+		// Logs written before the conflict target was named.
 		{`INSERT INTO public.t (id, v) VALUES ('1', 'a') ON CONFLICT DO NOTHING`,
-			`INSERT INTO public.t (id, v) VALUES `, `('1', 'a')`, true},
-		{`INSERT INTO public.t (id, v) OVERRIDING SYSTEM VALUE VALUES ('1', NULL) ON CONFLICT DO NOTHING`,
-			`INSERT INTO public.t (id, v) OVERRIDING SYSTEM VALUE VALUES `, `('1', NULL)`, true},
-		// The marker inside a quoted identifier, and inside a value.
-		{`INSERT INTO "s"".x"."a VALUES (b" ("x VALUES (y", v) VALUES ('1', ' VALUES (') ON CONFLICT DO NOTHING`,
-			`INSERT INTO "s"".x"."a VALUES (b" ("x VALUES (y", v) VALUES `, `('1', ' VALUES (')`, true},
-		{`UPDATE public.t SET v = 'a' WHERE id = '1'`, "", "", false},
-		{`INSERT INTO public.t (id) VALUES ('1')`, "", "", false},
-		{`TRUNCATE ONLY public.t`, "", "", false},
+			`INSERT INTO public.t (id, v) VALUES `, `('1', 'a')`, ` ON CONFLICT DO NOTHING`, true},
+		{`INSERT INTO public.t (id, v) OVERRIDING SYSTEM VALUE VALUES ('1', NULL) ON CONFLICT (id, v) DO NOTHING`,
+			`INSERT INTO public.t (id, v) OVERRIDING SYSTEM VALUE VALUES `, `('1', NULL)`, ` ON CONFLICT (id, v) DO NOTHING`, true},
+		// The markers inside quoted identifiers, and inside a value.
+		{`INSERT INTO "s"".x"."a VALUES (b" ("x VALUES (y", v) VALUES ('1', ' VALUES (') ON CONFLICT ("x VALUES (y") DO NOTHING`,
+			`INSERT INTO "s"".x"."a VALUES (b" ("x VALUES (y", v) VALUES `, `('1', ' VALUES (')`, ` ON CONFLICT ("x VALUES (y") DO NOTHING`, true},
+		{`INSERT INTO t ("k) ON CONFLICT (") VALUES (') ON CONFLICT (x') ON CONFLICT ("k) ON CONFLICT (") DO NOTHING`,
+			`INSERT INTO t ("k) ON CONFLICT (") VALUES `, `(') ON CONFLICT (x')`, ` ON CONFLICT ("k) ON CONFLICT (") DO NOTHING`, true},
+		{`UPDATE public.t SET v = 'a' WHERE id = '1'`, "", "", "", false},
+		{`INSERT INTO public.t (id) VALUES ('1')`, "", "", "", false},
+		{`TRUNCATE ONLY public.t`, "", "", "", false},
 	}
 	for _, tt := range tests {
-		prefix, values, ok := splitInsert(tt.sql)
-		if prefix != tt.prefix || values != tt.values || ok != tt.ok {
-			t.Errorf("splitInsert(%s)\n = %q, %q, %v\nwant %q, %q, %v", tt.sql, prefix, values, ok, tt.prefix, tt.values, tt.ok)
+		prefix, values, suffix, ok := splitInsert(tt.sql)
+		if prefix != tt.prefix || values != tt.values || suffix != tt.suffix || ok != tt.ok {
+			t.Errorf("splitInsert(%s)\n = %q, %q, %q, %v\nwant %q, %q, %q, %v", tt.sql, prefix, values, suffix, ok, tt.prefix, tt.values, tt.suffix, tt.ok)
 		}
 	}
 }
@@ -254,7 +267,7 @@ func TestSplitInsert(t *testing.T) {
 func TestChunkJoinsConsecutiveInserts(t *testing.T) {
 	ins := func(table, id, origin string) event {
 		return event{txid: "1", origin: origin, table: table, op: 'I',
-			sql: "INSERT INTO " + table + " (id) VALUES ('" + id + "') ON CONFLICT DO NOTHING"}
+			sql: "INSERT INTO " + table + " (id) VALUES ('" + id + "') ON CONFLICT (id) DO NOTHING"}
 	}
 	upd := event{txid: "1", origin: "m", table: "public.t", op: 'U', sql: "UPDATE public.t SET v = 'x' WHERE id = '1'"}
 	evs := []event{ins("public.t", "1", "m"), ins("public.t", "2", "m"), ins("public.t", "3", "m"), upd,
@@ -265,11 +278,11 @@ func TestChunkJoinsConsecutiveInserts(t *testing.T) {
 	}
 	c.closeRun()
 	want := []string{
-		"INSERT INTO public.t (id) VALUES ('1'), ('2'), ('3') ON CONFLICT DO NOTHING",
+		"INSERT INTO public.t (id) VALUES ('1'), ('2'), ('3') ON CONFLICT (id) DO NOTHING",
 		upd.sql,
-		"INSERT INTO public.t (id) VALUES ('4') ON CONFLICT DO NOTHING",
-		"INSERT INTO public.u (id) VALUES ('5') ON CONFLICT DO NOTHING",
-		"INSERT INTO public.u (id) VALUES ('6') ON CONFLICT DO NOTHING",
+		"INSERT INTO public.t (id) VALUES ('4') ON CONFLICT (id) DO NOTHING",
+		"INSERT INTO public.u (id) VALUES ('5') ON CONFLICT (id) DO NOTHING",
+		"INSERT INTO public.u (id) VALUES ('6') ON CONFLICT (id) DO NOTHING",
 	}
 	if !slices.Equal(c.stmts, want) {
 		t.Errorf("statements:\n%s\nwant:\n%s", strings.Join(c.stmts, "\n"), strings.Join(want, "\n"))
@@ -299,5 +312,27 @@ func TestTriggerSQLRecordsSchemaVersion(t *testing.T) {
 	}
 	if err := checkSchemaVersion("slave lyon", schemaVersion-1); err == nil || !strings.Contains(err.Error(), "run 'goreplica init' to upgrade") {
 		t.Errorf("an older schema: %v", err)
+	}
+}
+
+// A TRUNCATE of several tables logs one event per table; they are applied
+// as one statement, and a chunk is never cut inside such a run.
+func TestChunkJoinsTruncatesOfOneTransaction(t *testing.T) {
+	tr := func(txid, table string) event {
+		return event{txid: txid, origin: "m", table: table, op: 'T', sql: "TRUNCATE ONLY " + table}
+	}
+	var c chunk
+	for _, e := range []event{tr("1", "public.p"), tr("1", "public.c"), tr("1", `"S"."x y"`),
+		{txid: "1", origin: "m", table: "public.p", op: 'D', sql: "DELETE FROM ONLY public.p WHERE id OPERATOR(pg_catalog.=) '1'"},
+		tr("1", "public.p"), tr("2", "public.c")} {
+		c.add(e)
+		if c.full() && e.op == 'T' {
+			t.Errorf("chunk full after a TRUNCATE: a run must not be cut")
+		}
+	}
+	want := []string{`TRUNCATE ONLY public.p, public.c, "S"."x y"`, "DELETE FROM ONLY public.p WHERE id OPERATOR(pg_catalog.=) '1'",
+		"TRUNCATE ONLY public.p", "TRUNCATE ONLY public.c"}
+	if !slices.Equal(c.stmts, want) {
+		t.Errorf("statements:\n%s\nwant:\n%s", strings.Join(c.stmts, "\n"), strings.Join(want, "\n"))
 	}
 }

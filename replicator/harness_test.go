@@ -113,6 +113,10 @@ type setup struct {
 	// masterOwner runs the schema and Init on the master as a role of its
 	// own that owns the database but is not a superuser.
 	masterOwner bool
+	// slaveOwner does the same on every slave; slaveGrant then runs there
+	// as a superuser, %s standing for that role.
+	slaveOwner bool
+	slaveGrant string
 }
 
 func newDB(t *testing.T, s *pgserver.Server, prefix string) (*sql.DB, string) {
@@ -169,6 +173,13 @@ func newEnv(t *testing.T, su setup) *env {
 	names := []string{"lyon", "nice", "lille", "brest"}
 	for i, s := range ss {
 		db, dsn := newDB(t, s, "slave")
+		if su.slaveOwner {
+			super := db
+			db, dsn = e.ownedBy(db, dsn)
+			if su.slaveGrant != "" {
+				e.exec(super, fmt.Sprintf(su.slaveGrant, queryString(t, db, `SELECT current_user`)))
+			}
+		}
 		e.slaves = append(e.slaves, db)
 		tp := true
 		if i < len(su.twoPhase) {

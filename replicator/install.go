@@ -17,14 +17,14 @@ const minServerVersion = 130000
 
 // schemaVersion is the version trigger.sql installs; it must match the value
 // the file inserts into replica.version.
-const schemaVersion = 2
+const schemaVersion = 3
 
 const (
 	sqlCandidateTables = `SELECT n.nspname, c.relname, c.oid::int8,
        EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary),
-       pg_has_role(current_user, c.relowner, 'USAGE')
+       pg_has_role(current_user, c.relowner, 'USAGE'), c.relkind = 'p'
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE c.relkind = 'r'
+ WHERE c.relkind IN ('r', 'p')
    AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'replica')
    AND n.nspname !~ '^pg_(toast|temp)'
  ORDER BY 1, 2`
@@ -35,16 +35,36 @@ const (
                   WHERE i.indrelid = c.oid AND i.indisprimary), ''),
        coalesce((SELECT array_agg(format('%I %s', a.attname, format_type(a.atttypid, a.atttypmod)) ORDER BY a.attname)
                    FROM pg_attribute a
-                  WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''), '{}')
+                  WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''), '{}'),
+       EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conrelid = c.oid AND k.contype = 'p' AND k.condeferrable)
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind = 'r'`
-	sqlCapturedTables    = `SELECT relid::int8, name FROM replica.tables ORDER BY name`
-	sqlCapture           = `SELECT replica.capture($1::int8::oid::regclass)`
-	sqlUncapture         = `SELECT replica.uncapture($1::int8::oid)`
-	sqlRegister          = `INSERT INTO replica.slaves (name, acked_snapshot) VALUES ($1, pg_current_snapshot()) ON CONFLICT (name) DO NOTHING`
-	sqlIsSuperuser       = `SELECT rolsuper FROM pg_roles WHERE rolname = current_user`
-	sqlHasEventTrigger   = `SELECT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = 'replica_ddl')`
-	sqlCreateEventTrig   = `CREATE EVENT TRIGGER replica_ddl ON ddl_command_end WHEN TAG IN ('ALTER TABLE') EXECUTE FUNCTION replica.on_ddl()`
+	sqlCapturedTables  = `SELECT relid::int8, name FROM replica.tables ORDER BY name`
+	sqlCapture         = `SELECT replica.capture($1::int8::oid::regclass)`
+	sqlUncapture       = `SELECT replica.uncapture($1::int8::oid)`
+	sqlRegister        = `INSERT INTO replica.slaves (name, acked_snapshot) VALUES ($1, pg_current_snapshot()) ON CONFLICT (name) DO NOTHING`
+	sqlIsSuperuser     = `SELECT rolsuper FROM pg_roles WHERE rolname = current_user`
+	sqlHasEventTrigger = `SELECT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = 'replica_ddl')`
+	sqlCreateEventTrig = `CREATE EVENT TRIGGER replica_ddl ON ddl_command_end WHEN TAG IN ('ALTER TABLE', 'ALTER SCHEMA') EXECUTE FUNCTION replica.on_ddl()`
+	sqlLogRoleUsable   = `SELECT pg_has_role(current_user, (SELECT oid FROM pg_roles WHERE rolname = 'goreplica_log'), 'MEMBER') IS TRUE`
+	sqlDropLogRole     = `DO $$ BEGIN DROP ROLE IF EXISTS goreplica_log; EXCEPTION WHEN dependent_objects_still_exist OR insufficient_privilege THEN NULL; END $$`
+	// sqlSlaveSideEffects lists, on a slave, what would make applying a
+	// logged statement do more than the master logged when the apply
+	// session cannot run with session_replication_role = replica: foreign
+	// keys with an action (CASCADE, SET NULL, SET DEFAULT) on the chosen
+	// tables, and user triggers that fire in an ordinary session.
+	sqlSlaveSideEffects = `SELECT format('foreign key %I on %s (ON %s %s)', k.conname, k.conrelid::regclass,
+              CASE WHEN k.confdeltype IN ('c', 'n', 'd') THEN 'DELETE' ELSE 'UPDATE' END,
+              CASE WHEN k.confdeltype IN ('c', 'n', 'd') THEN k.confdeltype ELSE k.confupdtype END)
+  FROM pg_constraint k
+ WHERE k.contype = 'f' AND k.confrelid = ANY ($1::regclass[])
+   AND (k.confdeltype IN ('c', 'n', 'd') OR k.confupdtype IN ('c', 'n', 'd'))
+UNION ALL
+SELECT format('trigger %I on %s', g.tgname, g.tgrelid::regclass)
+  FROM pg_trigger g
+ WHERE g.tgrelid = ANY ($1::regclass[]) AND NOT g.tgisinternal AND g.tgenabled IN ('O', 'A')
+   AND g.tgname NOT IN ('replica_log', 'replica_truncate')
+ ORDER BY 1`
 	sqlMaxPrepared       = `SELECT current_setting('max_prepared_transactions')::int`
 	sqlCanCreateSchema   = `SELECT has_database_privilege(current_database(), 'CREATE') OR EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'replica' AND pg_has_role(current_user, nspowner, 'USAGE'))`
 	sqlInstalledVersion  = `SELECT coalesce(max(version), 0) FROM replica.version`
@@ -59,6 +79,7 @@ type Table struct {
 	OID          int64
 	hasKey       bool
 	owned        bool
+	partitioned  bool // holds no rows itself: its partitions do
 }
 
 // Qualified returns the quoted schema.table.
@@ -116,6 +137,10 @@ func selectTables(all []Table, include, exclude []string) (chosen []Table, warni
 			continue
 		}
 		switch {
+		case t.partitioned && exact:
+			errs = append(errs, fmt.Errorf("replicate.tables: table %s is partitioned: its rows are in its partitions, which are the tables to replicate (name them, or a pattern that matches them)", t.Qualified()))
+		case t.partitioned:
+			// Its partitions are tables of their own, matched by name.
 		case !t.hasKey && exact:
 			errs = append(errs, fmt.Errorf("table %s has no primary key: goreplica repeats changes by key (add one, or remove it from replicate.tables)", t.Qualified()))
 		case !t.hasKey:
@@ -173,10 +198,24 @@ func Init(ctx context.Context, opts Options, triggerSQL string) (*InitReport, er
 		if !t.owned {
 			problems = append(problems, fmt.Errorf("master %s: table %s: the connecting role must own it (or be a member of its owner) to install triggers", opts.Master.Name, t.Qualified()))
 		}
+		if m, err := tableShape(ctx, master, t); err != nil {
+			return nil, fmt.Errorf("describe table %s on master %s: %w", t.Qualified(), opts.Master.Name, err)
+		} else if m != nil && m.deferrable {
+			problems = append(problems, fmt.Errorf("master %s: table %s: its primary key is DEFERRABLE: goreplica finds rows by key and cannot repeat the key shifts that only a deferred check allows (make the key NOT DEFERRABLE, other unique constraints may stay deferrable; or exclude the table)", opts.Master.Name, t.Qualified()))
+			continue
+		}
 		for i, s := range opts.Slaves {
 			if err := compareTable(ctx, master, slaves[i], t, s.Name); err != nil {
 				problems = append(problems, err)
 			}
+		}
+	}
+	if len(problems) > 0 {
+		return nil, errors.Join(problems...)
+	}
+	for i, s := range opts.Slaves {
+		if err := checkSideEffects(ctx, slaves[i], s.Name, chosen); err != nil {
+			problems = append(problems, err)
 		}
 	}
 	if len(problems) > 0 {
@@ -247,12 +286,23 @@ func Init(ctx context.Context, opts Options, triggerSQL string) (*InitReport, er
 		return nil, err
 	}
 	switch {
-	case super && !hasEvt:
+	case super:
+		// Created again each time, so that an upgrade brings its current tags.
+		if _, err := tx.ExecContext(ctx, sqlDropEventTrigger); err != nil {
+			return nil, fmt.Errorf("replace event trigger on master %s: %w", opts.Master.Name, err)
+		}
 		if _, err := tx.ExecContext(ctx, sqlCreateEventTrig); err != nil {
 			return nil, fmt.Errorf("create event trigger on master %s: %w", opts.Master.Name, err)
 		}
-	case !super && !hasEvt:
+	case !hasEvt:
 		rep.Warnings = append(rep.Warnings, "not a superuser on the master: no DDL event trigger. Change a replicated table's columns in one transaction with its log function, as this role: BEGIN; ALTER TABLE t ...; SELECT replica.capture('t'); COMMIT. Otherwise, until the daemon regenerates the function (within 10 seconds), an added column is left out of the changes logged and a dropped or renamed one makes the application's writes to the table fail")
+	}
+	var logRole bool
+	if err := tx.QueryRowContext(ctx, sqlLogRoleUsable).Scan(&logRole); err != nil {
+		return nil, err
+	}
+	if !logRole {
+		rep.Warnings = append(rep.Warnings, "cannot create the role goreplica_log on the master (this role is neither a superuser nor has CREATEROLE): the log trigger functions run as this role. They render values through their types' output functions and never run code the tables' users control, but a dedicated role bounds them further: create it as a superuser (CREATE ROLE goreplica_log NOLOGIN; GRANT goreplica_log TO this role) and run init again")
 	}
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("master %s: %w", opts.Master.Name, err)
@@ -314,7 +364,7 @@ func candidateTables(ctx context.Context, db *sql.DB) ([]Table, error) {
 	var out []Table
 	for rows.Next() {
 		var t Table
-		if err := rows.Scan(&t.Schema, &t.Name, &t.OID, &t.hasKey, &t.owned); err != nil {
+		if err := rows.Scan(&t.Schema, &t.Name, &t.OID, &t.hasKey, &t.owned, &t.partitioned); err != nil {
 			return nil, err
 		}
 		out = append(out, t)
@@ -323,13 +373,14 @@ func candidateTables(ctx context.Context, db *sql.DB) ([]Table, error) {
 }
 
 type shape struct {
-	key  string
-	cols []string
+	key        string
+	cols       []string
+	deferrable bool // the primary key is DEFERRABLE
 }
 
 func tableShape(ctx context.Context, db *sql.DB, t Table) (*shape, error) {
 	var s shape
-	err := db.QueryRowContext(ctx, sqlTableShape, t.Schema, t.Name).Scan(&s.key, pq.Array(&s.cols))
+	err := db.QueryRowContext(ctx, sqlTableShape, t.Schema, t.Name).Scan(&s.key, pq.Array(&s.cols), &s.deferrable)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
@@ -351,6 +402,9 @@ func compareTable(ctx context.Context, master, slave *sql.DB, t Table, slaveName
 		return fmt.Errorf("slave %s: table %s does not exist (create it and copy its data, e.g. pg_dump -t, before init)", slaveName, t.Qualified())
 	}
 	var diffs []string
+	if s.deferrable {
+		diffs = append(diffs, "its primary key is DEFERRABLE on the slave (make it NOT DEFERRABLE: a logged INSERT names the key as its ON CONFLICT target)")
+	}
 	if m.key != s.key {
 		diffs = append(diffs, fmt.Sprintf("primary key (%s) on the master but (%s) on the slave", m.key, s.key))
 	}
@@ -367,6 +421,48 @@ func compareTable(ctx context.Context, master, slave *sql.DB, t Table, slaveName
 		return fmt.Errorf("slave %s: table %s differs from the master: %s", slaveName, t.Qualified(), strings.Join(diffs, "; "))
 	}
 	return nil
+}
+
+// checkSideEffects refuses a slave whose copies of the chosen tables would
+// do more than the master logged (foreign-key actions, user triggers) when
+// the slave's role cannot apply with session_replication_role = replica.
+func checkSideEffects(ctx context.Context, db *sql.DB, slave string, chosen []Table) error {
+	ok, err := mayUseReplicaRole(ctx, db)
+	if err != nil {
+		return fmt.Errorf("slave %s: check privileges: %w", slave, err)
+	}
+	if ok || len(chosen) == 0 {
+		return nil
+	}
+	names := make([]string, len(chosen))
+	for i, t := range chosen {
+		names[i] = t.Qualified()
+	}
+	rows, err := db.QueryContext(ctx, sqlSlaveSideEffects, pq.Array(names))
+	if err != nil {
+		return fmt.Errorf("slave %s: list foreign keys and triggers: %w", slave, err)
+	}
+	defer rows.Close()
+	var found []string
+	for rows.Next() {
+		var f string
+		if err := rows.Scan(&f); err != nil {
+			return fmt.Errorf("slave %s: %w", slave, err)
+		}
+		found = append(found, f)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("slave %s: %w", slave, err)
+	}
+	if len(found) == 0 {
+		return nil
+	}
+	var role string
+	if err := db.QueryRowContext(ctx, `SELECT current_user`).Scan(&role); err != nil {
+		return fmt.Errorf("slave %s: %w", slave, err)
+	}
+	return fmt.Errorf("slave %s: %s would act again on the slave on what the master already logged (a cascade deletes rows whose own deletes follow in the log; a trigger writes again): goreplica applies with session_replication_role = replica to prevent it, which this role may not set. As a superuser on the slave run GRANT SET ON PARAMETER session_replication_role TO %s (PostgreSQL 15 or newer), or connect as a superuser",
+		slave, strings.Join(found, ", "), pq.QuoteIdentifier(role))
 }
 
 // install runs trigger.sql in one transaction.
@@ -442,5 +538,32 @@ func uninstallNode(ctx context.Context, dsn string, checkPrepared bool) error {
 	if _, err := tx.ExecContext(ctx, sqlDropSchema); err != nil {
 		return err
 	}
+	// The role goes when nothing of another database still depends on it.
+	if _, err := tx.ExecContext(ctx, sqlDropLogRole); err != nil {
+		return err
+	}
 	return tx.Commit()
+}
+
+// mayUseReplicaRole reports whether the connected role may set
+// session_replication_role (a superuser; from PostgreSQL 15 on, a role
+// granted SET ON PARAMETER session_replication_role).
+func mayUseReplicaRole(ctx context.Context, db queryer) (bool, error) {
+	var super bool
+	var num int
+	if err := db.QueryRowContext(ctx, sqlIsSuperuserSetting).Scan(&super, &num); err != nil {
+		return false, err
+	}
+	if super || num < 150000 {
+		return super, nil
+	}
+	var granted bool
+	err := db.QueryRowContext(ctx, sqlHasReplicaRoleGrant).Scan(&granted)
+	return granted, err
+}
+
+// queryer is what a check needs of a pool, a connection or a transaction.
+type queryer interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 }

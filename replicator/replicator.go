@@ -7,8 +7,6 @@ import (
 	"log/slog"
 	"sync"
 	"time"
-
-	"github.com/lib/pq"
 )
 
 // Node is one database: the master or a slave.
@@ -118,32 +116,6 @@ func New(opts Options) (*Replicator, error) {
 // master is sent again at the next connect. So it need not wait for a WAL
 // flush, which would otherwise add one to every batch's way to the slave.
 var asyncCommit = map[string]string{"synchronous_commit": "off"}
-
-// openDB opens a lib/pq pool (no connection is made yet) whose sessions have
-// settings, unless the DSN sets them itself.
-func openDB(dsn string, settings ...map[string]string) (*sql.DB, error) {
-	cfg, err := pq.NewConfig(dsn)
-	if err != nil {
-		return nil, fmt.Errorf("parse dsn: %w", err)
-	}
-	for _, m := range settings {
-		for k, v := range m {
-			if _, set := cfg.Runtime[k]; !set {
-				if cfg.Runtime == nil {
-					cfg.Runtime = map[string]string{}
-				}
-				cfg.Runtime[k] = v
-			}
-		}
-	}
-	c, err := pq.NewConnectorConfig(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("parse dsn: %w", err)
-	}
-	db := sql.OpenDB(c)
-	db.SetConnMaxIdleTime(5 * time.Minute)
-	return db, nil
-}
 
 // Close releases the master connection pool.
 func (r *Replicator) Close() error { return r.master.Close() }

@@ -52,7 +52,24 @@ const (
 	sqlUpdatePosition = `UPDATE replica.position
    SET snapshot = $2::pg_snapshot, batch = $3, snapshot_time = $4, applied_at = now(), master_name = $5
  WHERE master = $1 AND batch = $3 - 1`
-	sqlApply     = `SELECT failed, affected FROM replica.apply($1::text[], $2::"char"[], $3::text[], $4::integer[])`
-	sqlPrepared  = `SELECT gid FROM pg_prepared_xacts WHERE database = current_database() AND starts_with(gid, $1) ORDER BY prepared`
-	sqlSlaveLock = `SELECT pg_try_advisory_lock(hashtext('goreplica ' || $1), 0)`
+	// An apply transaction defers every deferrable constraint to its
+	// commit, as the master checked them at its own (a key shift of a
+	// deferrable unique column passes through duplicates), and, where the
+	// role may, runs with session_replication_role = replica: foreign-key
+	// actions and checks and ordinary user triggers do not fire, so that the
+	// slave does exactly what the master logged (a cascade on the master
+	// logged every row it deleted). goreplica's own log triggers are ENABLE
+	// ALWAYS and still fire. One simple query: no round trip more per batch.
+	sqlBeginApply          = `BEGIN; SET CONSTRAINTS ALL DEFERRED`
+	sqlBeginApplyAsReplica = `BEGIN; SET LOCAL session_replication_role = replica; SET CONSTRAINTS ALL DEFERRED`
+	// sqlMayUseReplicaRole: superusers may set session_replication_role,
+	// and from PostgreSQL 15 on roles granted SET ON PARAMETER.
+	sqlIsSuperuserSetting  = `SELECT current_setting('is_superuser') = 'on', current_setting('server_version_num')::int`
+	sqlHasReplicaRoleGrant = `SELECT has_parameter_privilege('session_replication_role', 'SET')`
+	sqlApply               = `SELECT failed, affected FROM replica.apply($1::text[], $2::"char"[], $3::text[], $4::integer[])`
+	sqlPrepared            = `SELECT gid FROM pg_prepared_xacts WHERE database = current_database() AND starts_with(gid, $1) ORDER BY prepared`
+	sqlCaptures            = `SELECT EXISTS (SELECT 1 FROM replica.tables)`
+	// sqlWakeSlave wakes the daemon of a slave that is itself a master when
+	// it waits: its log triggers do not notify inside an apply transaction.
+	sqlWakeSlave = `SELECT pg_notify('goreplica', '') FROM replica.slaves WHERE waiting LIMIT 1`
 )

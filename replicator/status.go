@@ -30,9 +30,15 @@ const sqlLogStats = `SELECT count(*), pg_total_relation_size('replica.replica_lo
 
 // Status is the state of a replication setup, as `goreplica status` shows it.
 type Status struct {
-	Master       string        `json:"master"`
-	Reachable    bool          `json:"master_reachable"`
-	Error        string        `json:"error,omitempty"`
+	Master    string `json:"master"`
+	Reachable bool   `json:"master_reachable"`
+	Error     string `json:"error,omitempty"`
+	// ConfigError says that Error comes from what a DSN asks for (SSL,
+	// a start-up parameter a pooler refuses), not from an outage.
+	ConfigError bool `json:"config_error,omitempty"`
+	// Warnings are problems of the setup that replication works around
+	// badly or not at all, such as a pooler mode a node cannot work with.
+	Warnings     []string      `json:"warnings,omitempty"`
 	LogRows      int64         `json:"log_rows"`
 	LogBytes     int64         `json:"log_bytes"`
 	TablesCount  int64         `json:"tables"`
@@ -120,6 +126,15 @@ func lag(pending int64, snapshotAge float64) float64 {
 // transactions from each slave.
 func GetStatus(ctx context.Context, opts Options) (*Status, error) {
 	st := &Status{Master: opts.Master.Name, MeasuredAtMs: time.Now().UnixMilli(), Slaves: []SlaveStatus{}}
+	problems := CheckPooling(ctx, opts)
+	if len(problems) == 0 {
+		if err := checkNotify(ctx, opts.Master.DSN); errors.Is(err, ErrNoNotification) {
+			problems = append(problems, fmt.Errorf("master %s: %w", opts.Master.Name, err))
+		}
+	}
+	for _, p := range problems {
+		st.Warnings = append(st.Warnings, p.Error())
+	}
 	master, err := openDB(opts.Master.DSN)
 	if err != nil {
 		return nil, err
@@ -133,6 +148,8 @@ func GetStatus(ctx context.Context, opts Options) (*Status, error) {
 			return nil, fmt.Errorf("master %s: %w", opts.Master.Name, ErrNotInstalled)
 		}
 		st.Error = fmt.Sprintf("master %s: %v", opts.Master.Name, err)
+		var ce *ConfigError
+		st.ConfigError = errors.As(err, &ce)
 		for _, s := range opts.Slaves {
 			st.Slaves = append(st.Slaves, SlaveStatus{Name: s.Name, State: StateUnknown, InDoubt: []string{}, Configured: true})
 		}

@@ -64,11 +64,21 @@ type worker struct {
 	forward  bool
 	pos      position
 
+	// slaveCaptures: the slave is itself a master (log triggers), whose
+	// own daemon is told of each applied batch after its commit.
+	slaveCaptures bool
+	// beginSQL begins a slave transaction (sqlBeginApply or
+	// sqlBeginApplyAsOrigin, chosen at connect).
+	beginSQL string
+
 	lastAdvance   time.Time
 	lastHeartbeat time.Time // last write of seen_at by the worker itself (the fence)
 	waiting       bool
 	idleSnap      string    // snapshot taken just after the waiting flag was set
 	idleSince     time.Time // when the waiting flag was set
+
+	leaseOwner string    // this worker's name in replica.lease
+	leaseAt    time.Time // when the lease was last claimed or renewed
 
 	state   string
 	lastErr string
@@ -164,6 +174,9 @@ func (w *worker) step(ctx context.Context) error {
 			return err
 		}
 	}
+	if err := w.renewLease(ctx); err != nil {
+		return err
+	}
 	began := time.Now()
 	n, err := w.cycle(ctx)
 	if err != nil {
@@ -194,7 +207,9 @@ func (w *worker) idle(ctx context.Context) error {
 	if !w.waiting {
 		return w.setWaiting(ctx, true)
 	}
-	wait := w.r.opts.PollInterval
+	// Wake at least every leaseRenew, whatever poll_interval, to keep the
+	// lease on the slave.
+	wait := min(w.r.opts.PollInterval, leaseRenew)
 	if w.idleSnap != "" && time.Since(w.idleSince) > fastPollFor {
 		w.idleSnap = ""
 	}
@@ -281,15 +296,22 @@ func (w *worker) connect(ctx context.Context) error {
 	if err := checkSchemaVersion("slave "+w.slave.Name, ver); err != nil {
 		return err
 	}
-	var locked bool
-	if err := conn.QueryRowContext(ctx, sqlSlaveLock, w.masterID).Scan(&locked); err != nil {
-		return w.slaveErr("lock", err)
-	}
-	if !locked {
-		return fmt.Errorf("slave %s: another goreplica process is applying changes from master %s to it", w.slave.Name, w.r.opts.Master.Name)
+	if err := w.claimLease(ctx); err != nil {
+		return err
 	}
 	if err := w.resolveInDoubt(ctx); err != nil {
 		return err
+	}
+	replicaRole, err := mayUseReplicaRole(ctx, conn)
+	if err != nil {
+		return w.slaveErr("check privileges", err)
+	}
+	if err := conn.QueryRowContext(ctx, sqlCaptures).Scan(&w.slaveCaptures); err != nil {
+		return w.slaveErr("read captured tables", err)
+	}
+	w.beginSQL = sqlBeginApply
+	if replicaRole {
+		w.beginSQL = sqlBeginApplyAsReplica
 	}
 	err = conn.QueryRowContext(ctx, sqlPosition, w.masterID).Scan(&w.pos.snapshot, &w.pos.batch)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -312,7 +334,7 @@ func (w *worker) connect(ctx context.Context) error {
 		}
 	}
 	w.lastAdvance = time.Now()
-	w.log.Info("connected", keyBatch, w.pos.batch, "two_phase", w.slave.TwoPhase)
+	w.log.Info("connected", keyBatch, w.pos.batch, "two_phase", w.slave.TwoPhase, "replica_role", replicaRole)
 	return nil
 }
 
@@ -445,6 +467,7 @@ func (w *worker) shutdown() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	w.drop()
+	w.releaseLease(ctx)
 	if _, err := w.r.master.ExecContext(ctx, sqlShutdown, w.slave.Name); err != nil {
 		w.log.Debug("record stop on master", keyError, err)
 	}
@@ -462,6 +485,10 @@ func (w *worker) slaveErr(op string, err error) error {
 // isConnectionError reports whether err means a server could not be reached
 // or went away (as opposed to an error in what was asked of it).
 func isConnectionError(err error) bool {
+	var ce *ConfigError
+	if errors.As(err, &ce) {
+		return false
+	}
 	var ne net.Error
 	var oe *net.OpError
 	if errors.As(err, &ne) || errors.As(err, &oe) || errors.Is(err, driver.ErrBadConn) ||

@@ -22,7 +22,9 @@ func Unit(c Config) (string, error) {
 	}
 	var b strings.Builder
 	line := func(format string, a ...any) { fmt.Fprintf(&b, format+"\n", a...) }
-	line("# Installed by `goreplica service install`; `goreplica service uninstall --name %s` removes it.", c.Name)
+	line("# goreplica service %s, as `goreplica service print-unit` prints it. Installed by", c.Name)
+	line("# `goreplica service install` (`goreplica service uninstall --name %s` removes it)", c.Name)
+	line("# or by the goreplica package (removed with it).")
 	line("[Unit]")
 	line("Description=goreplica PostgreSQL replication (%s)", c.Name)
 	line("Documentation=https://github.com/goreplica/goreplica")

@@ -19,21 +19,6 @@ import (
 	"time"
 )
 
-// requireTool returns the path of a program the test needs; it skips the
-// test when the program is missing, and fails it under CI.
-func requireTool(t *testing.T, name, pkg string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		msg := fmt.Sprintf("%s not found (apt-get install %s)", name, pkg)
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	return p
-}
-
 // httpGet returns the body of a 200 answer to GET u.
 func httpGet(ctx context.Context, u string) (string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)

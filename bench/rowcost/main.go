@@ -140,12 +140,12 @@ func run(ctx context.Context) error {
 		{"replica.apply, chunks of 2000 (the daemon's way)", fmt.Sprintf(`DO $$ BEGIN
   FOR k IN 0..%d LOOP
     PERFORM replica.apply(array_fill(NULL::text, ARRAY[2000]), array_fill('I'::"char", ARRAY[2000]),
-      (SELECT array_agg(sql ORDER BY i) FROM stmts WHERE i > k * 2000 AND i <= (k + 1) * 2000));
+      (SELECT array_agg(sql ORDER BY i) FROM stmts WHERE i > k * 2000 AND i <= (k + 1) * 2000), array_fill(1, ARRAY[2000]));
   END LOOP; END $$`, chunks-1)},
 		{"multi-row INSERT, 2000 VALUES lists each", fmt.Sprintf(`DO $$ BEGIN
   FOR k IN 0..%d LOOP
     EXECUTE 'INSERT INTO public.dst (id, t, n, f, b) VALUES '
-      || (SELECT string_agg(substr(sql, strpos(sql, 'VALUES (') + 7, length(sql) - strpos(sql, 'VALUES (') - 6 - length(' ON CONFLICT DO NOTHING')), ', ' ORDER BY i)
+      || (SELECT string_agg(substr(sql, strpos(sql, 'VALUES (') + 7, length(sql) - strpos(sql, 'VALUES (') - 6 - length(' ON CONFLICT (id) DO NOTHING')), ', ' ORDER BY i)
             FROM stmts WHERE i > k * 2000 AND i <= (k + 1) * 2000)
       || ' ON CONFLICT DO NOTHING';
   END LOOP; END $$`, chunks-1)},
