@@ -44,7 +44,7 @@ func TestMalformedDSNNeverPrintsPassword(t *testing.T) {
 			wantNode, wantKey := "master paris", "master.dsn"
 			if onSlave {
 				cfg = configFile{master: node{name: "paris", dsn: good}, slaves: []node{{name: "lyon", dsn: m.dsn}}}
-				wantNode, wantKey = "slave lyon", "slave[0].dsn"
+				wantNode, wantKey = "slave lyon", `slave "lyon".dsn`
 			}
 			text := cfg.toml() + "\n[mail]\nhost = \"127.0.0.1\"\nport = 1\nfrom = \"a@example.org\"\nto = [\"b@example.org\"]\n"
 			path := writeFile(t, "goreplica.toml", text)
