@@ -154,7 +154,7 @@ func (c *CLI) printHelp(w io.Writer) {
 	fmt.Fprintln(w, "\nusage: goreplica [-c FILE] <verb> [flags] [args]")
 	fmt.Fprintln(w, "\nverbs:")
 	for _, v := range verbs {
-		fmt.Fprintf(w, "  %-10s %s\n", v.name, v.summary)
+		fmt.Fprintf(w, "  %-11s %s\n", v.name, v.summary)
 	}
 	fmt.Fprintln(w, "\n'goreplica help VERB' or 'goreplica VERB --help' shows a verb's flags.")
 	fmt.Fprintln(w, "Without -c the configuration is $GOREPLICA_CONFIG, then "+config.DefaultPath()+".")
