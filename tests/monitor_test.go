@@ -9,6 +9,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/goreplica/goreplica/pgserver"
+	"github.com/goreplica/goreplica/pgserver/pgtest"
 )
 
 // check runs 'goreplica check' with args and returns its result; the output
@@ -95,11 +98,23 @@ func TestCheckNagiosCodes(t *testing.T) {
 	}
 	d.stop()
 
-	// The master cannot be reached.
-	down := writeConfig(t, configFile{
-		master: node{name: "paris", dsn: fmt.Sprintf("host=127.0.0.1 port=%d dbname=x user=postgres sslmode=disable connect_timeout=5", closedPort(t))},
-		slaves: []node{{name: "lyon", dsn: slaves[0].dsn()}},
-	})
+	// The master's server is down.
+	own := pgtest.Start(t, pgserver.Options{})
+	downMaster := newDB(t, own, "chk_down")
+	downSlave := newDB(t, ss, "chk_down_s")
+	execAll(t, `CREATE TABLE t (id int PRIMARY KEY, v text)`, downMaster, downSlave)
+	down := writeFile(t, "down.toml", configFile{
+		master: node{name: "paris", dsn: downMaster.dsn() + " connect_timeout=5"},
+		slaves: []node{{name: "lyon", dsn: downSlave.dsn()}},
+	}.toml())
+	mustRun(t, nil, "init", "-c", down)
+	if r := checkRun(t, down); r.code != 2 {
+		t.Errorf("check before the master goes down, no daemon: want exit 2\n%s", r)
+	}
+	downMaster.db.Close()
+	if err := own.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
 	r = checkRun(t, down)
 	if r.code != 3 || !strings.HasPrefix(r.stdout, "GOREPLICA UNKNOWN - master paris cannot be reached") {
 		t.Errorf("master down: want exit 3, UNKNOWN\n%s", r)
