@@ -80,6 +80,17 @@ CREATE TABLE IF NOT EXISTS replica.position (
   applied_at    timestamptz NOT NULL DEFAULT now()
 );
 REVOKE ALL ON replica.position FROM PUBLIC;
+-- A backlog too large for one slave transaction is applied in sub-batches
+-- (the daemon's batch_events, batch_bytes): while one is under way, the
+-- slave also holds every transaction that is visible in hi and not in
+-- snapshot and whose (last log position, txid) is at most (cut_lsn,
+-- cut_txid). Transactions are taken in that order, which follows the order
+-- in which they committed wherever it matters: a transaction that waited
+-- for another's row, or read its key, logged after that one's commit.
+ALTER TABLE replica.position ADD COLUMN IF NOT EXISTS hi pg_snapshot;
+ALTER TABLE replica.position ADD COLUMN IF NOT EXISTS hi_time timestamptz;
+ALTER TABLE replica.position ADD COLUMN IF NOT EXISTS cut_lsn pg_lsn;
+ALTER TABLE replica.position ADD COLUMN IF NOT EXISTS cut_txid xid8;
 
 -- The apply transactions on this node, by transaction id: replica.apply
 -- records its own, and the log triggers honour replica.origin (a change

@@ -145,6 +145,9 @@ var errJoined = errors.New("a joined INSERT conflicted or failed")
 // among them), and reuse their transaction ids for new transactions, which
 // the slave's position would count as applied and skip.
 func (w *worker) cycle(ctx context.Context) (int, error) {
+	if w.pos.hi != "" {
+		return w.subBatch(ctx)
+	}
 	tx, err := w.r.master.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true})
 	if err != nil {
 		return 0, w.masterErr("begin batch", err)
@@ -163,8 +166,33 @@ func (w *worker) cycle(ctx context.Context) (int, error) {
 		return 0, w.masterErr("read events", err)
 	}
 	defer rows.Close()
+	next := position{snapshot: snap, snapTime: snapTime, batch: w.pos.batch + 1}
+	n, err := w.apply(ctx, rows, next, w.r.opts.BatchEvents, w.r.opts.BatchBytes)
+	if errors.Is(err, errTooBig) {
+		// A backlog: apply it in sub-batches, this snapshot being the
+		// range's end.
+		rows.Close()
+		_ = tx.Rollback()
+		if _, err := w.conn.ExecContext(ctx, "ROLLBACK"); err != nil {
+			return 0, w.slaveErr("roll back", err)
+		}
+		w.log.Info("a backlog: applying it in sub-batches", keyBatch, next.batch)
+		w.pos.hi, w.pos.hiTime, w.pos.cut = snap, snapTime, txKey{}
+		return w.subBatch(ctx)
+	}
+	return n, err
+}
 
-	next := position{snapshot: snap, batch: w.pos.batch + 1}
+// errTooBig reports that a batch holds more than one slave transaction
+// should.
+var errTooBig = errors.New("batch larger than batch_events or batch_bytes")
+
+// apply applies the events rows streams as batch next, in one slave
+// transaction that also records next as the slave's position, and returns
+// how many there were. With maxEvents > 0 it stops with errTooBig, having
+// begun a slave transaction, once more events or bytes than the bounds
+// arrive.
+func (w *worker) apply(ctx context.Context, rows *sql.Rows, next position, maxEvents, maxBytes int64) (int, error) {
 	began := false
 	begin := func() error {
 		if _, err := w.conn.ExecContext(ctx, w.beginSQL); err != nil {
@@ -175,6 +203,7 @@ func (w *worker) cycle(ctx context.Context) (int, error) {
 	}
 	c := chunk{exact: w.exact}
 	n := 0
+	var bytes int64
 	for rows.Next() {
 		var e event
 		var origin sql.NullString
@@ -192,8 +221,12 @@ func (w *worker) cycle(ctx context.Context) (int, error) {
 				return 0, err
 			}
 		}
-		c.add(e)
 		n++
+		bytes += int64(len(e.sql))
+		if maxEvents > 0 && (int64(n) > maxEvents || bytes > maxBytes) {
+			return 0, errTooBig
+		}
+		c.add(e)
 		if c.full() {
 			if err := w.applyChunk(ctx, &c); err != nil {
 				return 0, err
@@ -206,15 +239,14 @@ func (w *worker) cycle(ctx context.Context) (int, error) {
 	rows.Close()
 	// Nothing for this slave: move its position now and then so that purge
 	// and status follow, but do not write on every poll.
-	if n == 0 && time.Since(w.lastAdvance) < advanceEvery {
+	if n == 0 && next.hi == "" && w.pos.hi == "" && time.Since(w.lastAdvance) < advanceEvery {
 		return 0, nil
 	}
-	_ = tx.Rollback() // read only: nothing to commit
 	if _, err := w.r.master.ExecContext(ctx, fmt.Sprintf(sqlFence, pq.QuoteLiteral(w.slave.Name))); err != nil {
 		return 0, w.masterErr("flush the master's log past the batch", err)
 	}
 	w.lastHeartbeat = time.Now()
-	if n == 0 {
+	if !began {
 		if err := begin(); err != nil {
 			return 0, err
 		}
@@ -224,7 +256,8 @@ func (w *worker) cycle(ctx context.Context) (int, error) {
 			return 0, err
 		}
 	}
-	res, err := w.conn.ExecContext(ctx, sqlUpdatePosition, w.masterID, next.snapshot, next.batch, snapTime, w.r.opts.Master.Name)
+	args := append([]any{w.masterID, next.snapshot, next.batch, next.snapTime, w.r.opts.Master.Name}, next.rangeArgs()...)
+	res, err := w.conn.ExecContext(ctx, sqlUpdatePosition, args...)
 	if err != nil {
 		return 0, w.slaveErr("record position", err)
 	}
@@ -234,7 +267,7 @@ func (w *worker) cycle(ctx context.Context) (int, error) {
 	if err := w.hookAt("before-commit"); err != nil {
 		return 0, err
 	}
-	if err := w.commit(ctx, next, snapTime); err != nil {
+	if err := w.commit(ctx, next, next.snapTime); err != nil {
 		return 0, err
 	}
 	w.pos = next

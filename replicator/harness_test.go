@@ -117,6 +117,8 @@ type setup struct {
 	// as a superuser, %s standing for that role.
 	slaveOwner bool
 	slaveGrant string
+	// batchEvents bounds a slave transaction (Options.BatchEvents).
+	batchEvents int64
 }
 
 func newDB(t *testing.T, s *pgserver.Server, prefix string) (*sql.DB, string) {
@@ -161,6 +163,7 @@ func newEnv(t *testing.T, su setup) *env {
 		Master:        Node{Name: "paris", DSN: mdsn},
 		Tables:        su.tables,
 		PollInterval:  su.poll,
+		BatchEvents:   su.batchEvents,
 		PurgeInterval: 200 * time.Millisecond,
 		MaxBackoff:    300 * time.Millisecond,
 	}

@@ -25,7 +25,11 @@ type Options struct {
 	Tables  []string // patterns over schema.table, * wildcard
 	Exclude []string
 
-	PollInterval  time.Duration // upper bound on latency when a NOTIFY is lost
+	PollInterval time.Duration // upper bound on latency when a NOTIFY is lost
+	// BatchEvents and BatchBytes bound a slave transaction: a larger
+	// backlog is applied in sub-batches of whole source transactions.
+	BatchEvents   int64
+	BatchBytes    int64
 	PurgeInterval time.Duration
 	MaxBackoff    time.Duration
 	// LagAlert raises AlertLag when a slave's lag goes above it, and
@@ -95,6 +99,12 @@ func New(opts Options) (*Replicator, error) {
 	}
 	if opts.PollInterval <= 0 {
 		opts.PollInterval = time.Second
+	}
+	if opts.BatchEvents <= 0 {
+		opts.BatchEvents = defaultBatchEvents
+	}
+	if opts.BatchBytes <= 0 {
+		opts.BatchBytes = defaultBatchBytes
 	}
 	if opts.PurgeInterval <= 0 {
 		opts.PurgeInterval = time.Minute

@@ -41,16 +41,34 @@ const (
    AND NOT pg_visible_in_snapshot(txid, $1::pg_snapshot)
    AND (origin IS NULL OR ($3 AND origin <> $2))
  ORDER BY replica_log.lsn, replica_log.txid`
+	// sqlRangeSummary lists the transactions of a backlog, the range from
+	// snapshot $1 to snapshot $2, in sub-batch order (subbatch.go).
+	sqlRangeSummary = `SELECT txid::text::int8, max(lsn)::text, count(*), sum(octet_length(sql))
+  FROM replica.replica_log
+ WHERE txid >= pg_snapshot_xmin($1::pg_snapshot)
+   AND NOT pg_visible_in_snapshot(txid, $1::pg_snapshot)
+   AND pg_visible_in_snapshot(txid, $2::pg_snapshot)
+   AND (origin IS NULL OR ($4 AND origin <> $3))
+ GROUP BY txid
+ ORDER BY max(lsn), txid`
+	// sqlEventsOf streams the events of the transactions of one sub-batch.
+	sqlEventsOf = `SELECT txid::text, origin, tbl, op, sql FROM replica.replica_log
+ WHERE txid = ANY ($1::text[]::xid8[])
+   AND (origin IS NULL OR ($3 AND origin <> $2))
+ ORDER BY replica_log.lsn, replica_log.txid`
 	sqlPurge = `DELETE FROM replica.replica_log
  WHERE txid < (SELECT min(pg_snapshot_xmin(acked_snapshot)) FROM replica.slaves)`
 	sqlRecaptureDrifted = `SELECT replica.recapture_drifted()`
 
 	// Slave: position, apply, prepared transactions.
-	sqlPosition       = `SELECT snapshot::text, batch FROM replica.position WHERE master = $1`
+	sqlPosition = `SELECT snapshot::text, snapshot_time, batch, coalesce(hi::text, ''), hi_time,
+       coalesce(cut_lsn::text, ''), coalesce(cut_txid::text, '')
+  FROM replica.position WHERE master = $1`
 	sqlInsertPosition = `INSERT INTO replica.position (master, master_name, snapshot, batch, snapshot_time)
  VALUES ($1, $2, $3::pg_snapshot, $4, $5) ON CONFLICT (master) DO NOTHING`
 	sqlUpdatePosition = `UPDATE replica.position
-   SET snapshot = $2::pg_snapshot, batch = $3, snapshot_time = $4, applied_at = now(), master_name = $5
+   SET snapshot = $2::pg_snapshot, batch = $3, snapshot_time = $4, applied_at = now(), master_name = $5,
+       hi = nullif($6, '')::pg_snapshot, hi_time = $7, cut_lsn = nullif($8, '')::pg_lsn, cut_txid = nullif($9, '')::xid8
  WHERE master = $1 AND batch = $3 - 1`
 	// An apply transaction defers every deferrable constraint to its
 	// commit, as the master checked them at its own (a key shift of a

@@ -48,7 +48,13 @@ const finishTimeout = 10 * time.Second
 // in snapshot has been applied, by batch number batch.
 type position struct {
 	snapshot string
+	snapTime time.Time // the master's clock when snapshot was taken
 	batch    int64
+	// A range under way in sub-batches (subbatch.go): the transactions
+	// visible in hi and not in snapshot up to cut are applied too.
+	hi     string
+	hiTime time.Time
+	cut    txKey
 }
 
 type worker struct {
@@ -64,6 +70,8 @@ type worker struct {
 	forward  bool
 	pos      position
 
+	// summary lists the transactions of the range under way, if any.
+	summary *rangeSummary
 	// slaveCaptures: the slave is itself a master (log triggers), whose
 	// own daemon is told of each applied batch after its commit.
 	slaveCaptures bool
@@ -313,14 +321,18 @@ func (w *worker) connect(ctx context.Context) error {
 	if replicaRole {
 		w.beginSQL = sqlBeginApplyAsReplica
 	}
-	err = conn.QueryRowContext(ctx, sqlPosition, w.masterID).Scan(&w.pos.snapshot, &w.pos.batch)
+	var hi, cutLSN, cutTxid string
+	var hiTime sql.NullTime
+	err = conn.QueryRowContext(ctx, sqlPosition, w.masterID).Scan(&w.pos.snapshot, &w.pos.snapTime, &w.pos.batch, &hi, &hiTime, &cutLSN, &cutTxid)
 	if errors.Is(err, sql.ErrNoRows) {
 		// First run: start where the slave was registered.
 		if _, err := conn.ExecContext(ctx, sqlInsertPosition, w.masterID, w.r.opts.Master.Name, regSnap, regBatch, regTime); err != nil {
 			return w.slaveErr("create position", err)
 		}
-		w.pos = position{snapshot: regSnap, batch: regBatch}
+		w.pos = position{snapshot: regSnap, snapTime: regTime, batch: regBatch}
 	} else if err != nil {
+		return w.slaveErr("read position", err)
+	} else if err := w.pos.scanRange(hi, &hiTime.Time, cutLSN, cutTxid); err != nil {
 		return w.slaveErr("read position", err)
 	}
 	if w.pos.batch < regBatch {
@@ -329,7 +341,7 @@ func (w *worker) connect(ctx context.Context) error {
 	}
 	if w.pos.batch > regBatch {
 		// Applied but not acknowledged (a stop between COMMIT and the ack).
-		if err := w.ack(ctx, w.pos, regTime); err != nil {
+		if err := w.ack(ctx, w.pos, w.pos.snapTime); err != nil {
 			return err
 		}
 	}

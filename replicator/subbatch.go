@@ -1,0 +1,190 @@
+package replicator
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/lib/pq"
+)
+
+// Sub-batches. A batch is every event whose transaction became visible
+// between two snapshots of the master. When that is more than one slave
+// transaction should hold (after an outage of the slave or of the daemon),
+// the range is applied in sub-batches, each of whole source transactions,
+// each in a slave transaction of its own that records exactly how far it
+// went, so that hot rows do not build version chains across a whole backlog,
+// no master transaction stays open longer than one sub-batch's read, and a
+// crash between two of them loses and repeats nothing.
+//
+// Transactions are taken in the order of their last log row's position
+// (then txid). That follows the order in which they committed wherever the
+// order matters: a transaction that changed a row another one had changed
+// waited for that one's commit before it logged its own change (and so did
+// one that checked a foreign key against another's new row), so its last
+// log position comes after everything the other one logged.
+
+// Default bounds of a sub-batch (Options.BatchEvents, Options.BatchBytes).
+// A single source transaction larger than them is applied whole.
+const (
+	defaultBatchEvents = 10000
+	defaultBatchBytes  = 32 << 20
+)
+
+// txKey orders the transactions of a range: the position of a
+// transaction's last log row, then its txid.
+type txKey struct {
+	lsn  uint64
+	txid uint64
+}
+
+func (k txKey) less(o txKey) bool {
+	return k.lsn < o.lsn || (k.lsn == o.lsn && k.txid < o.txid)
+}
+
+func (k txKey) isZero() bool { return k == txKey{} }
+
+// lsnText writes an LSN as PostgreSQL does (16/B374D848).
+func lsnText(l uint64) string { return fmt.Sprintf("%X/%X", l>>32, uint32(l)) }
+
+// parseLSN reads a pg_lsn's text.
+func parseLSN(s string) (uint64, error) {
+	hi, lo, ok := strings.Cut(s, "/")
+	if !ok {
+		return 0, fmt.Errorf("invalid LSN %q", s)
+	}
+	h, err := strconv.ParseUint(hi, 16, 32)
+	if err != nil {
+		return 0, fmt.Errorf("invalid LSN %q", s)
+	}
+	l, err := strconv.ParseUint(lo, 16, 32)
+	if err != nil {
+		return 0, fmt.Errorf("invalid LSN %q", s)
+	}
+	return h<<32 | l, nil
+}
+
+// txSummary is one source transaction of a range: its key, and how many
+// events and bytes of SQL it logged for the slave.
+type txSummary struct {
+	key    txKey
+	events int64
+	bytes  int64
+}
+
+// rangeSummary lists, in key order, the transactions of the range between
+// snapshots lo and hi.
+type rangeSummary struct {
+	lo, hi string
+	txs    []txSummary
+}
+
+// pickSubBatch returns the transactions txs[i:j] of the next sub-batch
+// after cut: from the first one past cut, as many as fit maxEvents and
+// maxBytes, and at least one. i == len(txs) when none is left.
+func pickSubBatch(txs []txSummary, cut txKey, maxEvents, maxBytes int64) (i, j int) {
+	for i < len(txs) && !cut.less(txs[i].key) {
+		i++
+	}
+	var events, bytes int64
+	for j = i; j < len(txs); j++ {
+		if j > i && (events+txs[j].events > maxEvents || bytes+txs[j].bytes > maxBytes) {
+			break
+		}
+		events += txs[j].events
+		bytes += txs[j].bytes
+	}
+	return i, j
+}
+
+// loadSummary reads the transactions of the range (lo, hi] that logged
+// events for this slave. One statement: its snapshot is newer than hi, and
+// every transaction visible in hi is visible in it too (the range's log
+// rows stay until the slave acknowledges hi).
+func (w *worker) loadSummary(ctx context.Context, lo, hi string) (*rangeSummary, error) {
+	rows, err := w.r.master.QueryContext(ctx, sqlRangeSummary, lo, hi, w.slave.Name, w.forward)
+	if err != nil {
+		return nil, w.masterErr("summarize backlog", err)
+	}
+	defer rows.Close()
+	s := &rangeSummary{lo: lo, hi: hi}
+	for rows.Next() {
+		var t txSummary
+		var lsn string
+		if err := rows.Scan(&t.key.txid, &lsn, &t.events, &t.bytes); err != nil {
+			return nil, w.masterErr("summarize backlog", err)
+		}
+		if t.key.lsn, err = parseLSN(lsn); err != nil {
+			return nil, w.masterErr("summarize backlog", err)
+		}
+		s.txs = append(s.txs, t)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, w.masterErr("summarize backlog", err)
+	}
+	return s, nil
+}
+
+// subBatch applies the next sub-batch of the range under way
+// (w.pos.hi). The last one moves the position to hi.
+func (w *worker) subBatch(ctx context.Context) (int, error) {
+	if w.summary == nil || w.summary.lo != w.pos.snapshot || w.summary.hi != w.pos.hi {
+		s, err := w.loadSummary(ctx, w.pos.snapshot, w.pos.hi)
+		if err != nil {
+			return 0, err
+		}
+		w.summary = s
+	}
+	i, j := pickSubBatch(w.summary.txs, w.pos.cut, w.r.opts.BatchEvents, w.r.opts.BatchBytes)
+	next := position{snapshot: w.pos.snapshot, snapTime: w.pos.snapTime, batch: w.pos.batch + 1,
+		hi: w.pos.hi, hiTime: w.pos.hiTime}
+	if j == len(w.summary.txs) {
+		next = position{snapshot: w.pos.hi, snapTime: w.pos.hiTime, batch: w.pos.batch + 1}
+	} else {
+		next.cut = w.summary.txs[j-1].key
+	}
+	txids := make([]string, 0, j-i)
+	for _, t := range w.summary.txs[i:j] {
+		txids = append(txids, strconv.FormatUint(t.key.txid, 10))
+	}
+	rows, err := w.r.master.QueryContext(ctx, sqlEventsOf, pq.Array(txids), w.slave.Name, w.forward)
+	if err != nil {
+		return 0, w.masterErr("read events", err)
+	}
+	defer rows.Close()
+	n, err := w.apply(ctx, rows, next, 0, 0)
+	if err == nil && n > 0 {
+		w.log.Debug("sub-batch applied", keyBatch, next.batch, "transactions", j-i, "left", len(w.summary.txs)-j)
+	}
+	if next.hi == "" {
+		w.summary = nil
+	}
+	return n, err
+}
+
+// positionArgs are a position's values for sqlUpdatePosition ($6...$9).
+func (p position) rangeArgs() []any {
+	if p.hi == "" {
+		return []any{"", nil, "", ""}
+	}
+	return []any{p.hi, p.hiTime, lsnText(p.cut.lsn), strconv.FormatUint(p.cut.txid, 10)}
+}
+
+// scanRange reads the range columns of a slave's position.
+func (p *position) scanRange(hi string, hiTime *time.Time, cutLSN, cutTxid string) error {
+	p.hi, p.cut = hi, txKey{}
+	if hi == "" {
+		return nil
+	}
+	if hiTime != nil {
+		p.hiTime = *hiTime
+	}
+	var err error
+	if p.cut.lsn, err = parseLSN(cutLSN); err != nil {
+		return err
+	}
+	p.cut.txid, err = strconv.ParseUint(cutTxid, 10, 64)
+	return err
+}
