@@ -116,6 +116,8 @@ func replicatorOptions(cfg *config.Config) replicator.Options {
 		PollInterval:  cfg.Replicate.PollInterval.Duration,
 		PurgeInterval: cfg.Replicate.PurgeInterval.Duration,
 		MaxBackoff:    cfg.Replicate.MaxBackoff.Duration,
+		BatchEvents:   cfg.Replicate.BatchEvents,
+		BatchBytes:    cfg.Replicate.BatchBytes.Bytes,
 	}
 	for _, s := range cfg.Slaves {
 		o.Slaves = append(o.Slaves, replicator.Node{Name: s.Name, DSN: s.DSN.Reveal(), TwoPhase: s.UsesTwoPhase()})

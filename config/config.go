@@ -58,6 +58,10 @@ type Replicate struct {
 	PurgeInterval Duration `toml:"purge_interval"`
 	// MaxBackoff caps the exponential back-off after an outage or an apply error.
 	MaxBackoff Duration `toml:"max_backoff"`
+	// BatchEvents and BatchBytes bound one slave transaction: a larger
+	// backlog is applied in several, each of whole source transactions.
+	BatchEvents int64 `toml:"batch_events"`
+	BatchBytes  Size  `toml:"batch_bytes"`
 }
 
 // Duration is a time.Duration written as a string in TOML ("5s", "250ms").
@@ -150,6 +154,8 @@ func Defaults() Config {
 			PollInterval:  Duration{Duration: time.Second},
 			PurgeInterval: Duration{Duration: time.Minute},
 			MaxBackoff:    Duration{Duration: 30 * time.Second},
+			BatchEvents:   10000,
+			BatchBytes:    Size{Bytes: 32 << 20},
 		},
 		Log: DefaultLog(),
 	}
@@ -425,6 +431,15 @@ func (c *Config) Validate() []error {
 	positive("replicate.poll_interval", c.Replicate.PollInterval)
 	positive("replicate.purge_interval", c.Replicate.PurgeInterval)
 	positive("replicate.max_backoff", c.Replicate.MaxBackoff)
+	if c.Replicate.BatchEvents < 1 {
+		add("replicate.batch_events: must be at least 1")
+	}
+	switch {
+	case c.Replicate.BatchBytes.invalid != "":
+		add("replicate.batch_bytes: %s", c.Replicate.BatchBytes.invalid)
+	case c.Replicate.BatchBytes.Bytes < 1<<10:
+		add("replicate.batch_bytes: %s is too small (at least 1KB)", c.Replicate.BatchBytes)
+	}
 	if c.Metrics != nil {
 		errs = append(errs, c.Metrics.validate()...)
 	}

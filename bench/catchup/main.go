@@ -1,0 +1,372 @@
+// Command catchup measures how the drain rate of a backlog changes with its
+// size: a pgbench workload runs on the master while nothing consumes it,
+// then each consumer is started in turn and timed from its start until the
+// slave holds a marker row written after the backlog:
+//
+//	goreplica   `goreplica run` with two_phase = true (default bounds of a
+//	            slave transaction: a backlog is applied in sub-batches)
+//	goreplica_whole  the same with unbounded slave transactions
+//	            (batch_events and batch_bytes past any backlog): a whole
+//	            backlog in one slave transaction, as before sub-batches
+//	native      a native logical replication subscription, enabled
+//
+// Workloads: tpcb, pgbench's TPC-B-like script (three hot-spot updates, a
+// history insert per transaction; pgbench_history is given a key, which
+// goreplica needs), and hot, updates of 10 rows only. Sizes are numbers of
+// transactions; the target (DESIGN.md): the rate flat within 1.3x from the
+// smallest to the largest backlog, and >= native's in the same run.
+//
+// Knobs (environment): SIZES [10000,40000,160000], WORKLOADS [tpcb,hot],
+// CLIENTS [4] pgbench clients for the burst, SCALE [1] pgbench scale,
+// WHOLE_MAX [40000] the largest backlog goreplica_whole is timed on (its
+// time grows with the square of a hot-row backlog).
+package main
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/lib/pq"
+
+	"github.com/goreplica/goreplica/bench/internal/rig"
+	"github.com/goreplica/goreplica/pgserver"
+)
+
+const (
+	consumerGoreplica = "goreplica"
+	consumerWhole     = "goreplica_whole"
+	consumerNative    = "native"
+)
+
+// goreplicaConsumers are the goreplica consumers and the [replicate] lines
+// that set their bounds.
+var goreplicaConsumers = map[string]string{
+	consumerGoreplica: "",
+	consumerWhole:     "batch_events = 1000000000\nbatch_bytes = \"1000GB\"\n",
+}
+
+// scripts of the workloads; :scale is pgbench's.
+var scripts = map[string]string{
+	"tpcb": `\set aid random(1, 100000 * :scale)
+\set bid random(1, 1 * :scale)
+\set tid random(1, 10 * :scale)
+\set delta random(-5000, 5000)
+BEGIN;
+UPDATE pgbench_accounts SET abalance = abalance + :delta WHERE aid = :aid;
+SELECT abalance FROM pgbench_accounts WHERE aid = :aid;
+UPDATE pgbench_tellers SET tbalance = tbalance + :delta WHERE tid = :tid;
+UPDATE pgbench_branches SET bbalance = bbalance + :delta WHERE bid = :bid;
+INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (:tid, :bid, :aid, :delta, CURRENT_TIMESTAMP);
+END;
+`,
+	"hot": `\set id random(1, 10)
+UPDATE hot SET n = n + 1, t = random()::text WHERE id = :id;
+`,
+}
+
+type drain struct {
+	workload, consumer string
+	size               int
+	secs, rate         float64
+	rssKB              int64
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench/catchup: "+err.Error())
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context) error {
+	var k rig.Knobs
+	var sizes []int
+	for _, s := range strings.Split(k.String("SIZES", "10000,40000,160000"), ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil {
+			return fmt.Errorf("SIZES: %w", err)
+		}
+		sizes = append(sizes, n)
+	}
+	workloads := strings.Split(k.String("WORKLOADS", "tpcb,hot"), ",")
+	clients := k.Int("CLIENTS", 4)
+	scale := k.Int("SCALE", 1)
+	wholeMax := k.Int("WHOLE_MAX", 40000)
+	command := k.Command("./bench/catchup")
+
+	dir, err := os.MkdirTemp("", "goreplica-catchup-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return err
+	}
+	for name, text := range scripts {
+		if err := os.WriteFile(filepath.Join(dir, name+".sql"), []byte(text), 0o644); err != nil {
+			return err
+		}
+	}
+	rig.Logf("building goreplica")
+	bin, err := rig.Build(ctx, dir)
+	if err != nil {
+		return err
+	}
+	rig.Logf("starting master and slave servers (durable)")
+	master, err := rig.Start(ctx, rig.MasterDB, map[string]string{"wal_level": "logical", "max_wal_senders": "10", "max_replication_slots": "10"})
+	if err != nil {
+		return err
+	}
+	defer master.Close()
+	slave, err := rig.Start(ctx, "", map[string]string{"max_prepared_transactions": "10", "wal_retrieve_retry_interval": "100ms"})
+	if err != nil {
+		return err
+	}
+	defer slave.Close()
+	m, err := rig.Open(master, rig.MasterDB)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	dbs := map[string]*sql.DB{}
+	for _, name := range []string{consumerGoreplica, consumerWhole, consumerNative} {
+		if err := slave.CreateDatabase(ctx, name); err != nil {
+			return err
+		}
+		if dbs[name], err = rig.Open(slave, name); err != nil {
+			return err
+		}
+		defer dbs[name].Close()
+	}
+	// The same tables everywhere: pgbench -i is deterministic.
+	const extra = `ALTER TABLE pgbench_history ADD COLUMN hid bigserial PRIMARY KEY;
+CREATE TABLE hot (id int PRIMARY KEY, n bigint, t text);
+INSERT INTO hot SELECT g, 0, '' FROM generate_series(1, 10) g;
+CREATE TABLE marker (id int PRIMARY KEY);`
+	for _, t := range []struct {
+		s  *pgserver.Server
+		db string
+		c  *sql.DB
+	}{{master, rig.MasterDB, m}, {slave, consumerGoreplica, dbs[consumerGoreplica]}, {slave, consumerWhole, dbs[consumerWhole]},
+		{slave, consumerNative, dbs[consumerNative]}} {
+		cmd := t.s.Command(ctx, "pgbench", "-i", "-q", "-s", strconv.Itoa(scale), t.db)
+		cmd.Env = append(cmd.Env, "PGHOST="+filepath.Dir(t.s.DataDir))
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("pgbench -i %s: %w\n%s", t.db, err, out)
+		}
+		if err := rig.Exec(ctx, t.c, extra); err != nil {
+			return err
+		}
+	}
+	cfgs := map[string]string{}
+	for name, bounds := range goreplicaConsumers {
+		cfgs[name] = filepath.Join(dir, name+".toml")
+		if err := os.WriteFile(cfgs[name], []byte(fmt.Sprintf(`[master]
+name = "master"
+dsn = %q
+
+[[slave]]
+name = %q
+dsn = %q
+
+[replicate]
+tables = ["public.*"]
+purge_interval = "1m"
+max_backoff = "1s"
+%s`, master.DSN(rig.MasterDB), name, slave.DSN(name), bounds)), 0o600); err != nil {
+			return err
+		}
+		if err := rig.Init(ctx, bin, cfgs[name]); err != nil {
+			return err
+		}
+	}
+	if err := rig.Exec(ctx, m, `CREATE PUBLICATION bench_pub FOR TABLE pgbench_accounts, pgbench_branches, pgbench_tellers, pgbench_history, hot, marker`); err != nil {
+		return err
+	}
+	native := dbs[consumerNative]
+	if err := rig.Exec(ctx, native, fmt.Sprintf(`CREATE SUBSCRIPTION bench_sub CONNECTION %s PUBLICATION bench_pub WITH (copy_data = false, enabled = false)`,
+		pq.QuoteLiteral(master.DSN(rig.MasterDB)))); err != nil {
+		return err
+	}
+	defer func() {
+		c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, _ = native.ExecContext(c, `ALTER SUBSCRIPTION bench_sub DISABLE`)
+		_, _ = native.ExecContext(c, `ALTER SUBSCRIPTION bench_sub SET (slot_name = NONE)`)
+		_, _ = native.ExecContext(c, `DROP SUBSCRIPTION bench_sub`)
+		_, _ = m.ExecContext(c, `SELECT pg_drop_replication_slot('bench_sub')`)
+	}()
+
+	var drains []drain
+	marker := 0
+	round := 0
+	for _, w := range workloads {
+		if scripts[w] == "" {
+			return fmt.Errorf("WORKLOADS: no workload %q (tpcb, hot)", w)
+		}
+		for _, size := range sizes {
+			rig.Logf("%s: burst of %d transactions, %d clients, nothing consuming", w, size, clients)
+			if _, err := (rig.Pgbench{Dir: dir, Script: w + ".sql", DB: rig.MasterDB, Clients: clients,
+				Transactions: size / clients, Sync: "off", Vars: map[string]string{"scale": strconv.Itoa(scale)}}).Run(ctx, master); err != nil {
+				return err
+			}
+			marker++
+			if err := rig.Exec(ctx, m, fmt.Sprintf(`INSERT INTO marker VALUES (%d)`, marker)); err != nil {
+				return err
+			}
+			all := []string{consumerGoreplica, consumerWhole, consumerNative}
+			order := append(append([]string(nil), all[round%3:]...), all[:round%3]...)
+			round++
+			for _, c := range order {
+				if c == consumerWhole && size > wholeMax {
+					// Bring its slave up to date for the next round, untimed.
+					var d drain
+					if err := drainOne(ctx, bin, cfgs[c], dir, native, dbs[c], c, marker, &d); err != nil {
+						return err
+					}
+					continue
+				}
+				if err := rig.Exec(ctx, m, `CHECKPOINT`); err != nil {
+					return err
+				}
+				if err := rig.Exec(ctx, dbs[c], `CHECKPOINT`); err != nil {
+					return err
+				}
+				d := drain{workload: w, consumer: c, size: size / clients * clients}
+				if err := drainOne(ctx, bin, cfgs[c], dir, native, dbs[c], c, marker, &d); err != nil {
+					return err
+				}
+				drains = append(drains, d)
+				rig.Logf("%s %d %-9s %.2fs: %.0f transactions/s  peak RSS %d kB", w, d.size, c, d.secs, d.rate, d.rssKB)
+			}
+			// Purge what goreplica applied, as its daemon does, and vacuum,
+			// so that every round starts from a log and tables alike.
+			if err := rig.Exec(ctx, m,
+				`DELETE FROM replica.replica_log WHERE txid < (SELECT min(pg_snapshot_xmin(acked_snapshot)) FROM replica.slaves)`,
+				`VACUUM ANALYZE`); err != nil {
+				return err
+			}
+			for _, db := range dbs {
+				if err := rig.Exec(ctx, db, `VACUUM ANALYZE`); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	report(command, clients, scale, sizes, workloads, drains)
+	return nil
+}
+
+// drainOne starts consumer c and waits until its database holds the marker.
+func drainOne(ctx context.Context, bin, cfg, dir string, native, db *sql.DB, c string, marker int, d *drain) error {
+	wctx, cancel := context.WithTimeout(ctx, 20*time.Minute)
+	defer cancel()
+	t0 := time.Now()
+	var dm *rig.Daemon
+	if c == consumerNative {
+		if err := rig.Exec(ctx, native, `ALTER SUBSCRIPTION bench_sub ENABLE`); err != nil {
+			return err
+		}
+	} else {
+		var err error
+		if dm, err = rig.StartDaemon(bin, cfg, filepath.Join(dir, fmt.Sprintf("%s-%d.log", c, marker))); err != nil {
+			return err
+		}
+	}
+	err := rig.WaitContext(wctx, 10*time.Millisecond, func() (bool, error) {
+		var ok bool
+		err := db.QueryRowContext(wctx, `SELECT EXISTS (SELECT 1 FROM marker WHERE id = $1)`, marker).Scan(&ok)
+		return ok, err
+	})
+	t1 := time.Now()
+	if c == consumerNative {
+		if derr := rig.Exec(ctx, native, `ALTER SUBSCRIPTION bench_sub DISABLE`); derr != nil && err == nil {
+			err = derr
+		}
+		// Wait for the apply worker to exit.
+		_ = rig.WaitContext(wctx, 50*time.Millisecond, func() (bool, error) {
+			var n int
+			e := native.QueryRowContext(wctx, `SELECT count(pid) FROM pg_stat_subscription WHERE subname = 'bench_sub'`).Scan(&n)
+			return n == 0, e
+		})
+	} else {
+		u, uerr := dm.Usage()
+		serr := dm.Stop()
+		if err != nil {
+			return fmt.Errorf("%s: %w\ndaemon log:\n%s", c, err, dm.Tail(3000))
+		}
+		if uerr != nil {
+			return uerr
+		}
+		if serr != nil {
+			return serr
+		}
+		d.rssKB = u.PeakRSSKB
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", c, err)
+	}
+	d.secs = t1.Sub(t0).Seconds()
+	d.rate = float64(d.size) / d.secs
+	return nil
+}
+
+func report(command string, clients, scale int, sizes []int, workloads []string, drains []drain) {
+	fmt.Println()
+	fmt.Printf("# %s\n", command)
+	fmt.Printf("# backlog drain, transactions/s; burst of CLIENTS=%d pgbench clients (synchronous_commit off), scale %d\n", clients, scale)
+	fmt.Println("# targets (DESIGN.md): rate flat within 1.3x from the smallest to the largest backlog, and >= native in the same run")
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "workload\tbacklog (tx)\tgoreplica tx/s\tgoreplica_whole tx/s\tnative tx/s\tgoreplica vs native\tgoreplica peak RSS MB\tgoreplica_whole peak RSS MB\t")
+	first := map[string]float64{}
+	last := map[string]float64{}
+	for _, w := range workloads {
+		for _, size := range sizes {
+			by := map[string]drain{}
+			for _, d := range drains {
+				if d.workload == w && d.size == size/clients*clients {
+					by[d.consumer] = d
+				}
+			}
+			g, wh, n := by[consumerGoreplica], by[consumerWhole], by[consumerNative]
+			if g.secs == 0 || n.secs == 0 {
+				continue
+			}
+			for _, c := range []string{consumerGoreplica, consumerWhole} {
+				if by[c].secs == 0 {
+					continue
+				}
+				if _, ok := first[w+c]; !ok {
+					first[w+c] = by[c].rate
+				}
+				last[w+c] = by[c].rate
+			}
+			whole, wholeRSS := "-", "-"
+			if wh.secs > 0 {
+				whole, wholeRSS = fmt.Sprintf("%.0f", wh.rate), fmt.Sprintf("%.0f", float64(wh.rssKB)/1024)
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%.0f\t%s\t%.0f\t%.2fx\t%.0f\t%s\t\n", w, g.size, g.rate, whole, n.rate, g.rate/n.rate,
+				float64(g.rssKB)/1024, wholeRSS)
+		}
+	}
+	tw.Flush()
+	for _, w := range workloads {
+		for _, c := range []string{consumerGoreplica, consumerWhole} {
+			if last[w+c] > 0 {
+				fmt.Printf("# %s, %s: rate at the smallest backlog / at the largest = %.2fx\n", w, c, first[w+c]/last[w+c])
+			}
+		}
+	}
+}
