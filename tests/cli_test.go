@@ -127,6 +127,22 @@ max_backoff = 30
 `,
 			want: []string{"replicate.max_backoff"},
 		},
+		{
+			name: "batch bounds",
+			toml: `[master]
+name = "m"
+dsn = "host=127.0.0.1 dbname=x"
+
+[[slave]]
+name = "s1"
+dsn = "host=127.0.0.1 dbname=y"
+
+[replicate]
+batch_events = 0
+batch_bytes = "lots"
+`,
+			want: []string{"replicate.batch_events: must be at least 1", "replicate.batch_bytes", "lots"},
+		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
