@@ -113,6 +113,13 @@ func (r *daemonRig) start(ctx context.Context, master *sql.DB) error {
 	return nil
 }
 
+// batch is the last batch the daemon acknowledged on the master.
+func (r *daemonRig) batch(ctx context.Context, master *sql.DB) (int64, error) {
+	var n int64
+	err := master.QueryRowContext(ctx, `SELECT acked_batch FROM replica.slaves WHERE name = $1`, daemonSlave).Scan(&n)
+	return n, err
+}
+
 func (r *daemonRig) stop() error {
 	if r.d == nil {
 		return nil

@@ -139,6 +139,7 @@ type sample struct {
 	tps                     float64
 	logged                  int64
 	notifies                int64
+	batches                 int64 // goreplica_daemon: batches the daemon applied during the run
 }
 
 type bench struct {
@@ -284,6 +285,12 @@ func (b *bench) once(ctx context.Context, wl, sync, v string, clients int, pinCP
 	if err != nil {
 		return smp, err
 	}
+	var batch0 int64
+	if v == "goreplica_daemon" {
+		if batch0, err = b.daemon.batch(ctx, b.db); err != nil {
+			return smp, err
+		}
+	}
 	res, err := p.Run(ctx, b.s)
 	if err != nil {
 		return smp, err
@@ -293,6 +300,11 @@ func (b *bench) once(ctx context.Context, wl, sync, v string, clients int, pinCP
 		return smp, err
 	}
 	if v == "goreplica_daemon" {
+		batch1, err := b.daemon.batch(ctx, b.db)
+		if err != nil {
+			return smp, err
+		}
+		smp.batches = batch1 - batch0
 		if err := b.daemon.stop(); err != nil {
 			return smp, err
 		}
@@ -340,11 +352,15 @@ func (b *bench) print() {
 	tps := map[key][]float64{}
 	logged := map[key]int64{}
 	notifies := map[key][]string{}
+	batches := map[key][]string{}
 	for _, s := range b.samples {
 		k := key{s.workload, s.sync, s.variant, s.clients}
 		tps[k] = append(tps[k], s.tps)
 		logged[k] = s.logged
 		notifies[k] = append(notifies[k], fmt.Sprint(s.notifies))
+		if s.variant == "goreplica_daemon" {
+			batches[k] = append(batches[k], fmt.Sprint(s.batches))
+		}
 	}
 	fmt.Println()
 	rig.Header("trigger overhead: pgbench -n -M prepared, single-row transactions, median of runs", b.cfg.command)
@@ -360,9 +376,9 @@ func (b *bench) print() {
 	if b.pgqWhy != "" {
 		fmt.Println("# " + b.pgqWhy)
 	}
-	fmt.Println("# NOTIFYs: transactions of each run that sent a NOTIFY (counted by a listener)")
+	fmt.Println("# NOTIFYs: transactions of each run that sent a NOTIFY (counted by a listener); batches: the daemon's acknowledged batches during each run")
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "workload\tclients\tsync\tvariant\tmedian tps\truns (tps)\tlogged rows\tNOTIFYs (runs)\tvs none\tvs goreplica\tvs pgq\ttarget\t")
+	fmt.Fprintln(tw, "workload\tclients\tsync\tvariant\tmedian tps\truns (tps)\tlogged rows\tNOTIFYs (runs)\tbatches (runs)\tvs none\tvs goreplica\tvs pgq\ttarget\t")
 	for _, wl := range b.cfg.workloads {
 		for _, sync := range b.cfg.syncs {
 			for _, c := range b.cfg.clients {
@@ -390,8 +406,12 @@ func (b *bench) print() {
 					if pgq > 0 && v != "none" {
 						vsPgq = fmt.Sprintf("%.2fx", pgq/m)
 					}
-					fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%.0f\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t\n",
-						wl, c, sync, v, m, strings.Join(runs, " "), logged[k], strings.Join(notifies[k], " "), vsNone, vsPlain, vsPgq, target(v, sync, c))
+					nb := strings.Join(batches[k], " ")
+					if nb == "" {
+						nb = "-"
+					}
+					fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%.0f\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
+						wl, c, sync, v, m, strings.Join(runs, " "), logged[k], strings.Join(notifies[k], " "), nb, vsNone, vsPlain, vsPgq, target(v, sync, c))
 				}
 			}
 		}
