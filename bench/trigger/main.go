@@ -372,7 +372,7 @@ func (b *bench) print() {
 	}
 	fmt.Printf("# transactions per run: %d with synchronous_commit off, %d with it on; update table: %d rows; runs: %d; pinned: %s\n",
 		b.cfg.rows, b.cfg.rowsSyncOn, b.cfg.tableRows, b.cfg.runs, pinned)
-	fmt.Println("# vs none = time with / time without (none's tps / variant's tps); vs pgq = time with / PgQ's time; logged rows: last run")
+	fmt.Println("# vs none = time with / time without (none's tps / variant's tps); vs goreplica = time with / the no-daemon variant's time; vs pgq = time with / PgQ's time; logged rows: last run")
 	if b.pgqWhy != "" {
 		fmt.Println("# " + b.pgqWhy)
 	}
