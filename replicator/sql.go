@@ -29,6 +29,15 @@ const (
 	sqlFence      = `SET LOCAL synchronous_commit = on; UPDATE replica.slaves SET seen_at = now() WHERE name = %s`
 	sqlInProgress = `SELECT EXISTS (SELECT 1 FROM pg_snapshot_xip($1::pg_snapshot) AS x
                        WHERE pg_xact_status(x) = 'in progress')`
+	// sqlAnyNew tells a lingering worker whether sqlEvents would find
+	// anything now: a committed event (the query's own snapshot sees only
+	// those) that the slave's position does not count as applied, with
+	// sqlEvents's origin filter. One index range scan of the log from the
+	// position's xmin, stopping at the first match.
+	sqlAnyNew = `SELECT EXISTS (SELECT 1 FROM replica.replica_log
+ WHERE txid >= pg_snapshot_xmin($1::pg_snapshot)
+   AND NOT pg_visible_in_snapshot(txid, $1::pg_snapshot)
+   AND (origin IS NULL OR ($3 AND origin <> $2)))`
 	// sqlEvents streams the events of one batch: those whose transaction is
 	// visible in the batch's snapshot (the read transaction's own, as it runs
 	// in REPEATABLE READ) and was not visible in the previous one. Events that

@@ -40,6 +40,20 @@ const (
 	fastPollFor = time.Second
 )
 
+// A worker that has just caught up lingers before it sets its "waiting"
+// flag: for lingerFor after its last batch it asks the master every
+// lingerPoll whether anything new has committed (sqlAnyNew, one cheap
+// round trip). A steady stream of commits, even a slow one (a commit every
+// lingerFor or more often), therefore always finds the worker busy or
+// lingering, never waiting, and no transaction NOTIFYs: a NOTIFY takes a
+// database-wide lock at commit, through the WAL flush, which serializes
+// concurrent writers. Only a worker idle for longer than lingerFor sets the
+// flag, and is then woken by the first commit's NOTIFY.
+const (
+	lingerPoll = 2 * time.Millisecond
+	lingerFor  = 100 * time.Millisecond
+)
+
 // finishTimeout bounds the work that must end after a stop request: the
 // master acknowledgement and COMMIT PREPARED of a prepared batch.
 const finishTimeout = 10 * time.Second
@@ -82,6 +96,7 @@ type worker struct {
 	lastAdvance   time.Time
 	lastHeartbeat time.Time // last write of seen_at by the worker itself (the fence)
 	waiting       bool
+	busyAt        time.Time // when the worker last applied events (see lingerFor)
 	idleSnap      string    // snapshot taken just after the waiting flag was set
 	idleSince     time.Time // when the waiting flag was set
 
@@ -191,6 +206,7 @@ func (w *worker) step(ctx context.Context) error {
 		return err
 	}
 	if n > 0 {
+		w.busyAt = time.Now()
 		w.r.observer().BatchApplied(w.slave.Name, n, time.Since(began))
 	}
 	w.setState(ctx, StateRunning, nil)
@@ -205,14 +221,19 @@ func (w *worker) step(ctx context.Context) error {
 	return w.idle(ctx)
 }
 
-// idle waits for work. The first time nothing is found the worker sets its
-// "waiting" flag (log triggers NOTIFY only while a worker waits, so busy
-// workers cost the application no NOTIFY lock) and rescans at once. A
-// transaction that checked the flag before it was set does not NOTIFY; such
-// transactions were in progress in the snapshot taken just after the flag was
-// set, so until they have all ended the worker polls every fastPoll.
+// idle waits for work. A worker that applied events less than lingerFor ago
+// lingers (see linger). Otherwise, the first time nothing is found the
+// worker sets its "waiting" flag (log triggers NOTIFY only while a worker
+// waits, so busy workers cost the application no NOTIFY lock) and rescans
+// at once. A transaction that checked the flag before it was set does not
+// NOTIFY; such transactions were in progress in the snapshot taken just
+// after the flag was set, so until they have all ended the worker polls
+// every fastPoll.
 func (w *worker) idle(ctx context.Context) error {
 	if !w.waiting {
+		if until := w.busyAt.Add(lingerFor); time.Now().Before(until) {
+			return w.linger(ctx, until)
+		}
 		return w.setWaiting(ctx, true)
 	}
 	// Wake at least every leaseRenew, whatever poll_interval, to keep the
@@ -237,9 +258,44 @@ func (w *worker) idle(ctx context.Context) error {
 	select {
 	case <-ctx.Done():
 	case <-w.wake:
+		// A transaction committed and notified: clear the flag before the
+		// batch rather than after it, so that the commits that arrive
+		// while the batch is read and applied do not NOTIFY too. A wake-up
+		// that brings nothing costs a write more: the flag is set again.
+		return w.setWaiting(ctx, false)
 	case <-t.C:
 	}
 	return nil
+}
+
+// linger polls the master every lingerPoll until something new has
+// committed for this slave, a wake-up comes, or until passes; the caller
+// then runs a cycle (which applies what is new, or finds nothing and sets
+// the waiting flag). It writes nothing on the master and keeps no
+// transaction open there.
+func (w *worker) linger(ctx context.Context, until time.Time) error {
+	t := time.NewTimer(lingerPoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-w.wake:
+			return nil
+		case <-t.C:
+		}
+		if !time.Now().Before(until) {
+			return nil
+		}
+		var found bool
+		if err := w.r.master.QueryRowContext(ctx, sqlAnyNew, w.pos.snapshot, w.slave.Name, w.forward).Scan(&found); err != nil {
+			return w.masterErr("look for new events", err)
+		}
+		if found {
+			return nil
+		}
+		t.Reset(lingerPoll)
+	}
 }
 
 func (w *worker) setWaiting(ctx context.Context, on bool) error {

@@ -9,6 +9,8 @@
 //	none              no trigger
 //	goreplica         trigger.sql's generated log trigger; a slave is
 //	                  registered but its daemon is busy (waiting = false): no NOTIFY
+//	goreplica_daemon  the same with a real daemon running and applying to a
+//	                  slave on a second server (slave and daemon on CPU 1)
 //	goreplica_notify  the same while a daemon idle-waits (waiting = true) and
 //	                  LISTENs: one NOTIFY per transaction, the worst case
 //	pgq_sqltriga      PgQ's C trigger (Debian package postgresql-15-pgq3), when installed
@@ -21,26 +23,27 @@
 // synchronous_commit off, ROWS_SYNC_ON [5000] with it on (each commit waits
 // for a WAL flush: hundreds to a few thousand tps here), TABLE_ROWS [100000]
 // rows of the update workload's table, RUNS [3], CLIENTS ["1 8"],
-// SYNC ["on off"], WORKLOADS ["insert update"], VARIANTS [all four],
-// PIN [auto: with 1 client the server and pgbench run on CPU 0; none].
+// SYNC ["on off"], WORKLOADS ["insert update"], VARIANTS [all five],
+// PIN [auto: with 1 client the server and pgbench run on CPU 0; split: at
+// every client count; none]. With PIN auto or split the slave server and
+// the daemon of goreplica_daemon run on CPU 1.
+//
+// Every run counts the NOTIFYs its transactions sent (a listener on the
+// master, see notifyCounter).
 package main
 
 import (
 	"context"
 	"database/sql"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"text/tabwriter"
-	"time"
 
 	"github.com/goreplica/goreplica/bench/internal/rig"
-	"github.com/goreplica/goreplica/notify"
 	"github.com/goreplica/goreplica/pgserver"
 )
 
@@ -76,7 +79,7 @@ func run(ctx context.Context) error {
 		clients:    k.Ints("CLIENTS", []int{1, 8}),
 		syncs:      strings.Fields(k.String("SYNC", "on off")),
 		workloads:  strings.Fields(k.String("WORKLOADS", "insert update")),
-		variants:   strings.Fields(k.String("VARIANTS", "none goreplica goreplica_notify pgq_sqltriga")),
+		variants:   strings.Fields(k.String("VARIANTS", "none goreplica goreplica_daemon goreplica_notify pgq_sqltriga")),
 		pin:        k.String("PIN", "auto"),
 	}
 	cfg.command = k.Command("./bench/trigger")
@@ -110,27 +113,18 @@ func run(ctx context.Context) error {
 	if err := b.setup(ctx, string(triggerSQL)); err != nil {
 		return err
 	}
-	// The daemon's own listener, LISTENing all along as a running daemon
-	// does; notifications arrive only in the goreplica_notify variant.
-	l, err := notify.Listen(s.DSN(db), slog.New(slog.DiscardHandler))
-	if err != nil {
+	if slices.Contains(cfg.variants, "goreplica_daemon") {
+		if b.daemon, err = startDaemonRig(ctx, s); err != nil {
+			return err
+		}
+		defer b.daemon.close()
+	}
+	// A listener LISTENing all along, as a running daemon does (it is the
+	// idle daemon's listener of goreplica_notify), counts the NOTIFYs.
+	if b.notifies, err = newNotifyCounter(s.DSN(db), conn); err != nil {
 		return err
 	}
-	defer l.Close()
-	wake := l.Subscribe()
-	done := make(chan struct{})
-	defer close(done)
-	go func() {
-		for {
-			select {
-			case <-wake:
-				b.wakeups.Add(1)
-			case <-done:
-				return
-			}
-		}
-	}()
-	time.Sleep(200 * time.Millisecond) // let the listener connect before any pinning
+	defer b.notifies.close()
 
 	if err := b.measure(ctx); err != nil {
 		return err
@@ -144,18 +138,21 @@ type sample struct {
 	clients                 int
 	tps                     float64
 	logged                  int64
+	notifies                int64
+	batches                 int64 // goreplica_daemon: batches the daemon applied during the run
 }
 
 type bench struct {
-	cfg     config
-	s       *pgserver.Server
-	db      *sql.DB
-	dir     string
-	pgqData string // PgQ's event table of queue "bench"; "" when PgQ is unavailable
-	pgqWhy  string
-	samples []sample
-	filled  bool // table test holds cfg.tableRows rows for the update workload
-	wakeups atomic.Int64
+	cfg      config
+	s        *pgserver.Server
+	db       *sql.DB
+	dir      string
+	pgqData  string // PgQ's event table of queue "bench"; "" when PgQ is unavailable
+	pgqWhy   string
+	samples  []sample
+	filled   bool       // table test holds cfg.tableRows rows for the update workload
+	daemon   *daemonRig // goreplica_daemon's slave server; nil when not run
+	notifies *notifyCounter
 }
 
 func (b *bench) setup(ctx context.Context, triggerSQL string) error {
@@ -187,7 +184,7 @@ func (b *bench) measure(ctx context.Context) error {
 				for _, c := range b.cfg.clients {
 					pinCPU := ""
 					cpus := rig.AllCPUs()
-					if b.cfg.pin == "auto" && c == 1 {
+					if b.cfg.pin == "split" || (b.cfg.pin == "auto" && c == 1) {
 						pinCPU, cpus = "0", "0"
 					}
 					if err := rig.Pin(b.s, cpus); err != nil {
@@ -206,7 +203,7 @@ func (b *bench) measure(ctx context.Context) error {
 							return err
 						}
 						b.samples = append(b.samples, smp)
-						rig.Logf("rep %d %s c=%d sync=%s %-17s tps=%8.0f logged=%d", rep, wl, c, sync, v, smp.tps, smp.logged)
+						rig.Logf("rep %d %s c=%d sync=%s %-17s tps=%8.0f logged=%d notifies=%d", rep, wl, c, sync, v, smp.tps, smp.logged, smp.notifies)
 					}
 				}
 			}
@@ -241,7 +238,7 @@ func (b *bench) once(ctx context.Context, wl, sync, v string, clients int, pinCP
 	reset = append(reset, `VACUUM ANALYZE test`, `VACUUM ANALYZE replica.replica_log`, `CHECKPOINT`)
 	switch v {
 	case "none":
-	case "goreplica":
+	case "goreplica", "goreplica_daemon":
 		reset = append(reset, `SELECT replica.capture('test')`)
 	case "goreplica_notify":
 		reset = append(reset, `SELECT replica.capture('test')`, `UPDATE replica.slaves SET waiting = true`)
@@ -249,7 +246,7 @@ func (b *bench) once(ctx context.Context, wl, sync, v string, clients int, pinCP
 		reset = append(reset, `CREATE TRIGGER bench_pgq AFTER INSERT OR UPDATE OR DELETE ON test FOR EACH ROW EXECUTE FUNCTION pgq.sqltriga('bench')`)
 	default:
 		if _, ok := probes[v]; !ok {
-			return smp, fmt.Errorf("unknown variant %q (none, goreplica, goreplica_notify, pgq_sqltriga, or a probe: %s)", v, probeNames())
+			return smp, fmt.Errorf("unknown variant %q (none, goreplica, goreplica_daemon, goreplica_notify, pgq_sqltriga, or a probe: %s)", v, probeNames())
 		}
 		reset = append(reset, `SELECT replica.capture('test')`)
 	}
@@ -276,11 +273,43 @@ func (b *bench) once(ctx context.Context, wl, sync, v string, clients int, pinCP
 		Vars:         map[string]string{"rows": fmt.Sprint(b.cfg.tableRows)},
 		Sync:         sync, PinCPU: pinCPU,
 	}
+	if v == "goreplica_daemon" {
+		if err := b.daemon.prepare(ctx, wl, b.cfg.tableRows); err != nil {
+			return smp, err
+		}
+		if err := b.daemon.start(ctx, b.db); err != nil {
+			return smp, err
+		}
+	}
+	before, err := b.notifies.mark(ctx)
+	if err != nil {
+		return smp, err
+	}
+	var batch0 int64
+	if v == "goreplica_daemon" {
+		if batch0, err = b.daemon.batch(ctx, b.db); err != nil {
+			return smp, err
+		}
+	}
 	res, err := p.Run(ctx, b.s)
 	if err != nil {
 		return smp, err
 	}
-	smp.tps = res.TPS
+	after, err := b.notifies.mark(ctx)
+	if err != nil {
+		return smp, err
+	}
+	if v == "goreplica_daemon" {
+		batch1, err := b.daemon.batch(ctx, b.db)
+		if err != nil {
+			return smp, err
+		}
+		smp.batches = batch1 - batch0
+		if err := b.daemon.stop(); err != nil {
+			return smp, err
+		}
+	}
+	smp.tps, smp.notifies = res.TPS, after-before
 	q := `SELECT 0::int8`
 	switch v {
 	case "none":
@@ -297,11 +326,17 @@ func (b *bench) once(ctx context.Context, wl, sync, v string, clients int, pinCP
 
 // targets from DESIGN.md, as time with trigger / time without.
 func target(v, sync string, clients int) string {
-	if v != "goreplica" && v != "goreplica_notify" {
+	if v != "goreplica" && v != "goreplica_daemon" && v != "goreplica_notify" {
 		return ""
 	}
 	if sync == "off" {
 		return "<=1.2x pgq"
+	}
+	if v == "goreplica_daemon" { // issue 8
+		if clients == 1 {
+			return "<=1.25x, <=1.1x goreplica"
+		}
+		return "<=1.5x, <=1.1x goreplica"
 	}
 	if clients == 1 {
 		return "<=1.2x"
@@ -316,27 +351,40 @@ func (b *bench) print() {
 	}
 	tps := map[key][]float64{}
 	logged := map[key]int64{}
+	notifies := map[key][]string{}
+	batches := map[key][]string{}
 	for _, s := range b.samples {
 		k := key{s.workload, s.sync, s.variant, s.clients}
 		tps[k] = append(tps[k], s.tps)
 		logged[k] = s.logged
+		notifies[k] = append(notifies[k], fmt.Sprint(s.notifies))
+		if s.variant == "goreplica_daemon" {
+			batches[k] = append(batches[k], fmt.Sprint(s.batches))
+		}
 	}
 	fmt.Println()
 	rig.Header("trigger overhead: pgbench -n -M prepared, single-row transactions, median of runs", b.cfg.command)
-	fmt.Printf("# transactions per run: %d with synchronous_commit off, %d with it on; update table: %d rows; runs: %d; 1 client pinned to CPU 0: %v\n",
-		b.cfg.rows, b.cfg.rowsSyncOn, b.cfg.tableRows, b.cfg.runs, b.cfg.pin == "auto")
-	fmt.Println("# vs none = time with / time without (none's tps / variant's tps); vs pgq = time with / PgQ's time; logged rows: last run")
+	pinned := map[string]string{"auto": "the master server and pgbench on CPU 0 at 1 client", "split": "the master server and pgbench on CPU 0"}[b.cfg.pin]
+	if pinned == "" {
+		pinned = "nothing"
+	} else if b.daemon != nil {
+		pinned += "; goreplica_daemon's slave server and daemon on CPU 1"
+	}
+	fmt.Printf("# transactions per run: %d with synchronous_commit off, %d with it on; update table: %d rows; runs: %d; pinned: %s\n",
+		b.cfg.rows, b.cfg.rowsSyncOn, b.cfg.tableRows, b.cfg.runs, pinned)
+	fmt.Println("# vs none = time with / time without (none's tps / variant's tps); vs goreplica = time with / the no-daemon variant's time; vs pgq = time with / PgQ's time; logged rows: last run")
 	if b.pgqWhy != "" {
 		fmt.Println("# " + b.pgqWhy)
 	}
-	fmt.Printf("# NOTIFY wake-ups received by the listener during goreplica_notify runs: %d\n", b.wakeups.Load())
+	fmt.Println("# NOTIFYs: transactions of each run that sent a NOTIFY (counted by a listener); batches: the daemon's acknowledged batches during each run")
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "workload\tclients\tsync\tvariant\tmedian tps\truns (tps)\tlogged rows\tvs none\tvs pgq\ttarget\t")
+	fmt.Fprintln(tw, "workload\tclients\tsync\tvariant\tmedian tps\truns (tps)\tlogged rows\tNOTIFYs (runs)\tbatches (runs)\tvs none\tvs goreplica\tvs pgq\ttarget\t")
 	for _, wl := range b.cfg.workloads {
 		for _, sync := range b.cfg.syncs {
 			for _, c := range b.cfg.clients {
 				base := rig.Median(tps[key{wl, sync, "none", c}])
 				pgq := rig.Median(tps[key{wl, sync, "pgq_sqltriga", c}])
+				plain := rig.Median(tps[key{wl, sync, "goreplica", c}])
 				for _, v := range b.cfg.variants {
 					k := key{wl, sync, v, c}
 					xs := tps[k]
@@ -348,15 +396,22 @@ func (b *bench) print() {
 					for _, x := range xs {
 						runs = append(runs, fmt.Sprintf("%.0f", x))
 					}
-					vsNone, vsPgq := "-", "-"
+					vsNone, vsPlain, vsPgq := "-", "-", "-"
+					if plain > 0 && v != "none" && v != "pgq_sqltriga" {
+						vsPlain = fmt.Sprintf("%.2fx", plain/m)
+					}
 					if base > 0 {
 						vsNone = fmt.Sprintf("%.2fx", base/m)
 					}
 					if pgq > 0 && v != "none" {
 						vsPgq = fmt.Sprintf("%.2fx", pgq/m)
 					}
-					fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%.0f\t%s\t%d\t%s\t%s\t%s\t\n",
-						wl, c, sync, v, m, strings.Join(runs, " "), logged[k], vsNone, vsPgq, target(v, sync, c))
+					nb := strings.Join(batches[k], " ")
+					if nb == "" {
+						nb = "-"
+					}
+					fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%.0f\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
+						wl, c, sync, v, m, strings.Join(runs, " "), logged[k], strings.Join(notifies[k], " "), nb, vsNone, vsPlain, vsPgq, target(v, sync, c))
 				}
 			}
 		}
