@@ -216,7 +216,13 @@ max_backoff = "1s"
 		if scripts[w] == "" {
 			return fmt.Errorf("WORKLOADS: no workload %q (tpcb, hot)", w)
 		}
-		for _, size := range sizes {
+	}
+	// Sizes outside, workloads inside: goreplica_whole drops out for good
+	// at the first size past WHOLE_MAX, having been timed on every workload
+	// below it.
+	whole := true
+	for _, size := range sizes {
+		for _, w := range workloads {
 			rig.Logf("%s: burst of %d transactions, %d clients, nothing consuming", w, size, clients)
 			if _, err := (rig.Pgbench{Dir: dir, Script: w + ".sql", DB: rig.MasterDB, Clients: clients,
 				Transactions: size / clients, Sync: "off", Vars: map[string]string{"scale": strconv.Itoa(scale)}}).Run(ctx, master); err != nil {
@@ -229,13 +235,15 @@ max_backoff = "1s"
 			all := []string{consumerGoreplica, consumerWhole, consumerNative}
 			order := append(append([]string(nil), all[round%3:]...), all[:round%3]...)
 			round++
+			if size > wholeMax && whole {
+				// Unregistered, so that its backlog is purged.
+				whole = false
+				if err := rig.Exec(ctx, m, `DELETE FROM replica.slaves WHERE name = 'goreplica_whole'`); err != nil {
+					return err
+				}
+			}
 			for _, c := range order {
-				if c == consumerWhole && size > wholeMax {
-					// Bring its slave up to date for the next round, untimed.
-					var d drain
-					if err := drainOne(ctx, bin, cfgs[c], dir, native, dbs[c], c, marker, &d); err != nil {
-						return err
-					}
+				if c == consumerWhole && !whole {
 					continue
 				}
 				if err := rig.Exec(ctx, m, `CHECKPOINT`); err != nil {
