@@ -44,8 +44,6 @@ func (k txKey) less(o txKey) bool {
 	return k.lsn < o.lsn || (k.lsn == o.lsn && k.txid < o.txid)
 }
 
-func (k txKey) isZero() bool { return k == txKey{} }
-
 // lsnText writes an LSN as PostgreSQL does (16/B374D848).
 func lsnText(l uint64) string { return fmt.Sprintf("%X/%X", l>>32, uint32(l)) }
 
