@@ -293,17 +293,7 @@ func TestCrashAtEveryStepConvergesExactly(t *testing.T) {
 				e.exec(e.master, `UPDATE t SET v = 'updated' WHERE id % 10 = 0`)
 				e.start(nil)
 				e.waitConverged(30*time.Second, "t")
-				waitFor(t, 20*time.Second, func() string {
-					st, err := GetStatus(context.Background(), e.opts)
-					if err != nil {
-						return err.Error()
-					}
-					s := st.Slaves[0]
-					if s.State != StateRunning || s.PendingEvents != 0 || len(s.InDoubt) != 0 || s.LastError != "" {
-						return fmt.Sprintf("status %+v", s)
-					}
-					return ""
-				})
+				e.waitClean(0)
 			})
 		}
 	}
@@ -398,6 +388,23 @@ func TestConflictStopsOnlyThatSlave(t *testing.T) {
 	}
 	e.exec(e.slaves[0], `INSERT INTO t VALUES (7, 'a')`)
 	e.waitConverged(30*time.Second, "t")
+}
+
+// waitClean waits until status shows slave i running, caught up, with no
+// error and nothing in doubt.
+func (e *env) waitClean(i int) {
+	e.t.Helper()
+	waitFor(e.t, 20*time.Second, func() string {
+		st, err := GetStatus(context.Background(), e.opts)
+		if err != nil {
+			return err.Error()
+		}
+		s := st.Slaves[i]
+		if s.State != StateRunning || s.PendingEvents != 0 || len(s.InDoubt) != 0 || s.LastError != "" {
+			return fmt.Sprintf("status %+v", s)
+		}
+		return ""
+	})
 }
 
 // waitState waits until status shows slave i in state, and returns its status.

@@ -1,7 +1,6 @@
 package replicator
 
 import (
-	"context"
 	"fmt"
 	"strconv"
 	"strings"
@@ -126,17 +125,7 @@ func TestCrashBetweenSubBatchesConvergesExactly(t *testing.T) {
 			}
 			e.start(nil)
 			e.waitConverged(60*time.Second, "t", "hot")
-			waitFor(t, 20*time.Second, func() string {
-				st, err := GetStatus(context.Background(), e.opts)
-				if err != nil {
-					return err.Error()
-				}
-				s := st.Slaves[0]
-				if s.State != StateRunning || s.PendingEvents != 0 || len(s.InDoubt) != 0 || s.LastError != "" {
-					return fmt.Sprintf("status %+v", s)
-				}
-				return ""
-			})
+			e.waitClean(0)
 		})
 	}
 }
