@@ -45,6 +45,11 @@ CREATE TABLE IF NOT EXISTS replica.replica_log (
 );
 CREATE INDEX IF NOT EXISTS replica_log_txid ON replica.replica_log (txid);
 REVOKE ALL ON replica.replica_log FROM PUBLIC;
+-- via: for a change that came from another node, the master it was applied
+-- from (replica.via, set by the apply session). A node never sends a change
+-- back to the node it received it from, so a star (sites <-> central) with
+-- forwarding on does not return a site's changes through the central.
+ALTER TABLE replica.replica_log ADD COLUMN IF NOT EXISTS via text;
 
 CREATE TABLE IF NOT EXISTS replica.tables (
   relid       oid PRIMARY KEY,
@@ -319,8 +324,10 @@ BEGIN
   ELSE
     s := %9$L || %8$s;
   END IF;
-  INSERT INTO replica.replica_log (lsn, txid, origin, tbl, op, sql)
-  VALUES (pg_current_wal_insert_lsn(), pg_current_xact_id(), nullif(o, ''), %2$L, substr(TG_OP, 1, 1), s);
+  INSERT INTO replica.replica_log (lsn, txid, origin, via, tbl, op, sql)
+  VALUES (pg_current_wal_insert_lsn(), pg_current_xact_id(), nullif(o, ''),
+          CASE WHEN o <> '' THEN nullif(current_setting('replica.via', true), '') END,
+          %2$L, substr(TG_OP, 1, 1), s);
   -- An apply transaction (o set) never notifies: PREPARE TRANSACTION refuses
   -- a transaction that did, and the applying daemon notifies this node's
   -- listeners itself once it has committed.
@@ -381,8 +388,10 @@ BEGIN
       USING ERRCODE = 'insufficient_privilege',
             HINT = 'only goreplica marks changes as coming from another node: RESET replica.origin';
   END IF;
-  INSERT INTO replica.replica_log (lsn, txid, origin, tbl, op, sql)
-  VALUES (pg_current_wal_insert_lsn(), pg_current_xact_id(), nullif(o, ''), qrel, 'T', 'TRUNCATE ONLY ' || qrel);
+  INSERT INTO replica.replica_log (lsn, txid, origin, via, tbl, op, sql)
+  VALUES (pg_current_wal_insert_lsn(), pg_current_xact_id(), nullif(o, ''),
+          CASE WHEN o <> '' THEN nullif(current_setting('replica.via', true), '') END,
+          qrel, 'T', 'TRUNCATE ONLY ' || qrel);
   -- An apply transaction (o set) never notifies: PREPARE TRANSACTION refuses
   -- a transaction that did, and the applying daemon notifies this node's
   -- listeners itself once it has committed.
@@ -509,7 +518,8 @@ REVOKE ALL ON FUNCTION replica.on_ddl() FROM PUBLIC;
 -- triggers on this node (multi-master, cascading) record the true origin.
 -- Statement i must touch exactly nrows[i] rows: 1 for a logged row
 -- statement, n for n consecutive logged INSERTs into one table that the
--- daemon joined into one multi-row INSERT (TRUNCATE is not counted). The
+-- daemon joined into one multi-row INSERT (TRUNCATE, and a statement whose
+-- nrows is negative, such as a conflict's resync, are not counted). The
 -- first that does not stops the chunk and its index and row count are
 -- returned (a conflict). An error is raised again with the statement's
 -- index in its HINT.
@@ -549,7 +559,7 @@ BEGIN
         prev := origins[i];
       END IF;
       EXECUTE stmts[i];
-      IF ops[i] <> 'T' THEN
+      IF ops[i] <> 'T' AND nrows[i] >= 0 THEN
         GET DIAGNOSTICS n = ROW_COUNT;
         IF n <> nrows[i] THEN
           failed := i;
@@ -580,5 +590,72 @@ CREATE TABLE IF NOT EXISTS replica.lease (
 REVOKE ALL ON replica.lease FROM PUBLIC;
 -- ---------------------------------------------------------------------------
 
-INSERT INTO replica.version (version) VALUES (3)
+-- ---------------------------------------------------------------------------
+-- Version 4, several sites that write.
+--
+-- replica.conflicts, on a slave: every conflict met while applying, with the
+-- policy applied (stop, skip, resync), and every source transaction skipped
+-- by `goreplica skip` (policy skip_transaction, operation transaction),
+-- which the daemon leaves out of the batch it belongs to. Rows of skip and
+-- resync are written in the batch's own transaction (exactly once); a stop
+-- is recorded once per (master, txid, statement), outside the rolled-back
+-- batch.
+CREATE TABLE IF NOT EXISTS replica.conflicts (
+  id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  at          timestamptz NOT NULL DEFAULT now(),
+  master      text NOT NULL,        -- master identity, as in replica.position
+  master_name text NOT NULL,
+  txid        xid8 NOT NULL,        -- the source transaction on the master
+  tbl         text NOT NULL,        -- quoted schema.table ('' for a whole transaction)
+  key         text NOT NULL DEFAULT '',
+  operation   text NOT NULL,        -- insert, update, delete, transaction
+  kind        text NOT NULL,        -- insert_exists, update_missing, delete_missing, skipped
+  policy      text NOT NULL,        -- stop, skip, resync, skip_transaction
+  statement   text NOT NULL DEFAULT '',
+  by_whom     text                  -- who asked (goreplica skip): role@host
+);
+CREATE INDEX IF NOT EXISTS conflicts_master_txid ON replica.conflicts (master, txid);
+REVOKE ALL ON replica.conflicts FROM PUBLIC;
+
+-- replica.row_insert returns the INSERT statement that recreates the current
+-- row of rel that cond (a logged key condition) finds, rendered as the log
+-- functions render values, or NULL when there is no such row: a conflict's
+-- resync reads it on the master and applies it on the slave.
+CREATE OR REPLACE FUNCTION replica.row_insert(rel regclass, cond text) RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+SET DateStyle = 'ISO, YMD' SET IntervalStyle = 'postgres' SET extra_float_digits = 3 SET lc_monetary = 'C' AS $$
+DECLARE
+  qrel  text;
+  cols  text := '';
+  vals  text[] := '{}';
+  args  text[] := '{}';
+  ident boolean := false;
+  col   record;
+  v     text;
+BEGIN
+  SELECT format('%I.%I', n.nspname, c.relname) INTO STRICT qrel
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = rel;
+  FOR col IN
+    SELECT a.attname, a.attidentity FROM pg_attribute a
+     WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+     ORDER BY a.attnum
+  LOOP
+    cols := cols || CASE WHEN cols = '' THEN '' ELSE ', ' END || format('%I', col.attname);
+    vals := vals || '%L'::text;
+    args := args || format('r.%I', col.attname);
+    IF col.attidentity = 'a' THEN ident := true; END IF;
+  END LOOP;
+  EXECUTE format('SELECT %s FROM ONLY %s r WHERE %s', replica.format_expr(vals, args, ', '), qrel, cond) INTO v;
+  IF v IS NULL THEN
+    RETURN NULL;
+  END IF;
+  RETURN 'INSERT INTO ' || qrel || ' (' || cols || ')'
+         || CASE WHEN ident THEN ' OVERRIDING SYSTEM VALUE' ELSE '' END || ' VALUES (' || v || ')';
+END
+$$;
+REVOKE ALL ON FUNCTION replica.row_insert(regclass, text) FROM PUBLIC;
+-- ---------------------------------------------------------------------------
+
+INSERT INTO replica.version (version) VALUES (4)
 ON CONFLICT (singleton) DO UPDATE SET version = EXCLUDED.version;

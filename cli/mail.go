@@ -117,8 +117,12 @@ func alertEvent(al replicator.Alert, configPath string) mailer.Event {
 	var ae *replicator.ApplyError
 	switch {
 	case errors.As(al.Err, &ce):
+		policy := ce.Policy
+		if policy == "" {
+			policy = replicator.PolicyStop
+		}
 		return mailer.Apply{Slave: ce.Slave, Table: ce.Table, Key: ce.Key, TxID: ce.TxID, SQL: ce.SQL,
-			Reason: string(ce.Kind), Policy: "stop", ConfigPath: configPath}.Event()
+			Reason: string(ce.Kind), Policy: policy, ConfigPath: configPath}.Event()
 	case errors.As(al.Err, &ae):
 		return mailer.Apply{Slave: ae.Slave, Table: ae.Table, Key: ae.Key, TxID: ae.TxID, SQL: ae.SQL,
 			Err: ae.Err, Policy: "stop", ConfigPath: configPath}.Event()

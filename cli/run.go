@@ -118,9 +118,12 @@ func replicatorOptions(cfg *config.Config) replicator.Options {
 		MaxBackoff:    cfg.Replicate.MaxBackoff.Duration,
 		BatchEvents:   cfg.Replicate.BatchEvents,
 		BatchBytes:    cfg.Replicate.BatchBytes.Bytes,
+
+		OnConflict:       cfg.Replicate.OnConflict,
+		OnConflictTables: cfg.Replicate.OnConflictTables,
 	}
 	for _, s := range cfg.Slaves {
-		o.Slaves = append(o.Slaves, replicator.Node{Name: s.Name, DSN: s.DSN.Reveal(), TwoPhase: s.UsesTwoPhase()})
+		o.Slaves = append(o.Slaves, replicator.Node{Name: s.Name, DSN: s.DSN.Reveal(), TwoPhase: s.UsesTwoPhase(), NoForward: !s.Forwards()})
 	}
 	return o
 }

@@ -44,7 +44,15 @@ type Slave struct {
 	PasswordFile string `toml:"password_file"`
 	// TwoPhase applies each batch with PREPARE TRANSACTION / COMMIT PREPARED.
 	TwoPhase *bool `toml:"two_phase"`
+	// Forward sends the slave the changes the master received from other
+	// nodes too (default), not only the master's own: see Forwards.
+	Forward *bool `toml:"forward"`
 }
+
+// Forwards reports whether the master passes on to the slave the changes it
+// received from other nodes (the default: chains and stars); false for a
+// full mesh, where every node feeds every other itself.
+func (s Slave) Forwards() bool { return s.Forward == nil || *s.Forward }
 
 // UsesTwoPhase reports whether the slave applies with two-phase commit (the default).
 func (s Slave) UsesTwoPhase() bool { return s.TwoPhase == nil || *s.TwoPhase }
@@ -62,6 +70,10 @@ type Replicate struct {
 	// backlog is applied in several, each of whole source transactions.
 	BatchEvents int64 `toml:"batch_events"`
 	BatchBytes  Size  `toml:"batch_bytes"`
+	// OnConflict is what a conflict does by default: stop, skip or resync;
+	// OnConflictTables overrides it per table (schema.table patterns).
+	OnConflict       string            `toml:"on_conflict"`
+	OnConflictTables map[string]string `toml:"on_conflict_tables"`
 }
 
 // Duration is a time.Duration written as a string in TOML ("5s", "250ms").
@@ -156,6 +168,7 @@ func Defaults() Config {
 			MaxBackoff:    Duration{Duration: 30 * time.Second},
 			BatchEvents:   10000,
 			BatchBytes:    Size{Bytes: 32 << 20},
+			OnConflict:    "stop",
 		},
 		Log: DefaultLog(),
 	}
@@ -440,6 +453,7 @@ func (c *Config) Validate() []error {
 	case c.Replicate.BatchBytes.Bytes < 1<<10:
 		add("replicate.batch_bytes: %s is too small (at least 1KB)", c.Replicate.BatchBytes)
 	}
+	errs = append(errs, c.Replicate.validateConflicts()...)
 	if c.Metrics != nil {
 		errs = append(errs, c.Metrics.validate()...)
 	}

@@ -204,6 +204,8 @@ func (w *worker) apply(ctx context.Context, rows *sql.Rows, next position, maxEv
 	c := chunk{exact: w.exact}
 	n := 0
 	var bytes int64
+	w.conflicts = nil
+	skipped := false
 	for rows.Next() {
 		var e event
 		var origin sql.NullString
@@ -212,6 +214,10 @@ func (w *worker) apply(ctx context.Context, rows *sql.Rows, next position, maxEv
 			return 0, w.masterErr("read events", err)
 		}
 		e.op = op[0]
+		if w.skips[e.txid] {
+			skipped = true // left out by 'goreplica skip'
+			continue
+		}
 		e.origin = w.r.opts.Master.Name
 		if origin.Valid {
 			e.origin = origin.String
@@ -239,7 +245,7 @@ func (w *worker) apply(ctx context.Context, rows *sql.Rows, next position, maxEv
 	rows.Close()
 	// Nothing for this slave: move its position now and then so that purge
 	// and status follow, but do not write on every poll.
-	if n == 0 && next.hi == "" && w.pos.hi == "" && time.Since(w.lastAdvance) < advanceEvery {
+	if n == 0 && !skipped && next.hi == "" && w.pos.hi == "" && time.Since(w.lastAdvance) < advanceEvery {
 		return 0, nil
 	}
 	if _, err := w.r.master.ExecContext(ctx, fmt.Sprintf(sqlFence, pq.QuoteLiteral(w.slave.Name))); err != nil {
@@ -272,6 +278,7 @@ func (w *worker) apply(ctx context.Context, rows *sql.Rows, next position, maxEv
 	}
 	w.pos = next
 	w.exact = false
+	w.alertConflicts()
 	w.lastAdvance = time.Now()
 	if n > 0 && w.slaveCaptures {
 		if _, err := w.conn.ExecContext(ctx, sqlWakeSlave); err != nil {
@@ -333,36 +340,60 @@ func (w *worker) commit(ctx context.Context, next position, snapTime time.Time) 
 // applyChunk sends the chunk to replica.apply and turns a conflict or an
 // error into a ConflictError or ApplyError naming the statement (or into
 // errJoined when the statement joined several events).
+//
+// A conflict in a statement of one event is resolved by its table's policy
+// (resolveConflict): unless it stops the batch, the chunk goes on from the
+// next statement.
 func (w *worker) applyChunk(ctx context.Context, c *chunk) error {
 	c.closeRun()
+	for from := 0; from < len(c.stmts); {
+		next, err := w.applyFrom(ctx, c, from)
+		if err != nil {
+			return err
+		}
+		from = next
+	}
+	c.reset()
+	return nil
+}
+
+// applyFrom applies the chunk's statements from index from on, and returns
+// the index to go on from: past the end when all applied, past a
+// conflicting statement that its policy resolved.
+func (w *worker) applyFrom(ctx context.Context, c *chunk, from int) (int, error) {
 	var failed int
 	var affected int64
-	err := w.conn.QueryRowContext(ctx, sqlApply, pq.Array(c.origins), pq.Array(c.ops), pq.Array(c.stmts), pq.Array(c.nrows)).Scan(&failed, &affected)
+	err := w.conn.QueryRowContext(ctx, sqlApply, pq.Array(c.origins[from:]), pq.Array(c.ops[from:]), pq.Array(c.stmts[from:]), pq.Array(c.nrows[from:])).Scan(&failed, &affected)
 	if err != nil {
 		var pe *pq.Error
 		if errors.As(err, &pe) {
 			if i, ok := strings.CutPrefix(pe.Hint, "replica.apply statement "); ok {
-				if k, e := strconv.Atoi(i); e == nil && k >= 1 && k <= len(c.stmts) {
+				if k, e := strconv.Atoi(i); e == nil && k >= 1 && from+k <= len(c.stmts) {
+					k += from
 					if c.nrows[k-1] > 1 {
-						return errJoined
+						return 0, errJoined
 					}
 					ev := c.events[c.first[k-1]]
-					return &ApplyError{Slave: w.slave.Name, Table: ev.table, Key: keyOf(ev.sql), TxID: ev.txid, SQL: ev.sql, Err: err}
+					return 0, &ApplyError{Slave: w.slave.Name, Table: ev.table, Key: keyOf(ev.sql), TxID: ev.txid, SQL: ev.sql, Err: err}
 				}
 			}
 		}
-		return w.slaveErr("apply", err)
+		return 0, w.slaveErr("apply", err)
 	}
-	if failed > 0 {
-		if c.nrows[failed-1] > 1 {
-			return errJoined
-		}
-		ev := c.events[c.first[failed-1]]
-		return &ConflictError{Slave: w.slave.Name, Table: ev.table, Key: keyOf(ev.sql), TxID: ev.txid, SQL: ev.sql,
-			Kind: classifyConflict(ev.op, affected), Affected: affected}
+	if failed == 0 {
+		return len(c.stmts), nil
 	}
-	c.reset()
-	return nil
+	k := from + failed - 1
+	if c.nrows[k] > 1 {
+		return 0, errJoined
+	}
+	ev := c.events[c.first[k]]
+	ce := &ConflictError{Slave: w.slave.Name, Table: ev.table, Key: keyOf(ev.sql), TxID: ev.txid, SQL: ev.sql,
+		Kind: classifyConflict(ev.op, affected), Affected: affected}
+	if err := w.resolveConflict(ctx, ce, ev); err != nil {
+		return 0, err
+	}
+	return k + 1, nil
 }
 
 // preparedHint explains the usual reason PREPARE TRANSACTION fails.

@@ -132,29 +132,23 @@ func keyOf(sql string) string {
 func plainOperators(cond string) string {
 	const op = " OPERATOR("
 	var b strings.Builder
-	var quote byte
-	for i := 0; i < len(cond); i++ {
-		c := cond[i]
-		switch {
-		case quote != 0:
-			if c == quote {
-				quote = 0
-			}
-		case c == '\'' || c == '"':
-			quote = c
-		case strings.HasPrefix(cond[i:], op):
-			if j := strings.Index(cond[i:], ") "); j > 0 {
-				name := cond[i+len(op) : i+j]
-				if k := strings.LastIndexByte(name, '.'); k >= 0 && !strings.ContainsAny(name, "'") {
-					b.WriteString(" " + name[k+1:] + " ")
-					i += j + 1
-					continue
-				}
+	for {
+		i := indexOutside(cond, op)
+		if i < 0 {
+			b.WriteString(cond)
+			return b.String()
+		}
+		if j := strings.Index(cond[i:], ") "); j > 0 {
+			name := cond[i+len(op) : i+j]
+			if k := strings.LastIndexByte(name, '.'); k >= 0 && !strings.ContainsAny(name, "'") {
+				b.WriteString(cond[:i] + " " + name[k+1:] + " ")
+				cond = cond[i+j+2:]
+				continue
 			}
 		}
-		b.WriteByte(c)
+		b.WriteString(cond[:i+len(op)])
+		cond = cond[i+len(op):]
 	}
-	return b.String()
 }
 
 // shorten cuts s to n bytes for a log line or an error message.

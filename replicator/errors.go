@@ -18,6 +18,8 @@ type ConflictError struct {
 	SQL      string
 	Kind     ConflictKind
 	Affected int64
+	// Policy is what was done about it: stop, skip or resync.
+	Policy string
 }
 
 func (e *ConflictError) Error() string {

@@ -17,7 +17,7 @@ const minServerVersion = 130000
 
 // schemaVersion is the version trigger.sql installs; it must match the value
 // the file inserts into replica.version.
-const schemaVersion = 3
+const schemaVersion = 4
 
 const (
 	sqlCandidateTables = `SELECT n.nspname, c.relname, c.oid::int8,
@@ -42,7 +42,7 @@ const (
 	sqlCapturedTables  = `SELECT relid::int8, name FROM replica.tables ORDER BY name`
 	sqlCapture         = `SELECT replica.capture($1::int8::oid::regclass)`
 	sqlUncapture       = `SELECT replica.uncapture($1::int8::oid)`
-	sqlRegister        = `INSERT INTO replica.slaves (name, acked_snapshot) VALUES ($1, pg_current_snapshot()) ON CONFLICT (name) DO NOTHING`
+	sqlRegister        = `INSERT INTO replica.slaves (name, acked_snapshot, forward) VALUES ($1, pg_current_snapshot(), $2) ON CONFLICT (name) DO UPDATE SET forward = EXCLUDED.forward WHERE replica.slaves.forward IS DISTINCT FROM EXCLUDED.forward`
 	sqlIsSuperuser     = `SELECT rolsuper FROM pg_roles WHERE rolname = current_user`
 	sqlHasEventTrigger = `SELECT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = 'replica_ddl')`
 	sqlCreateEventTrig = `CREATE EVENT TRIGGER replica_ddl ON ddl_command_end WHEN TAG IN ('ALTER TABLE', 'ALTER SCHEMA') EXECUTE FUNCTION replica.on_ddl()`
@@ -273,7 +273,7 @@ func Init(ctx context.Context, opts Options, triggerSQL string) (*InitReport, er
 	// taken to hold every change visible in it (they were copied from a
 	// quiet master), and receive every change after it.
 	for _, s := range opts.Slaves {
-		if _, err := tx.ExecContext(ctx, sqlRegister, s.Name); err != nil {
+		if _, err := tx.ExecContext(ctx, sqlRegister, s.Name, !s.NoForward); err != nil {
 			return nil, fmt.Errorf("register slave %s on master %s: %w", s.Name, opts.Master.Name, err)
 		}
 		rep.Slaves = append(rep.Slaves, s.Name)

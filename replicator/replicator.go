@@ -16,6 +16,12 @@ type Node struct {
 	// TwoPhase applies batches with PREPARE TRANSACTION / COMMIT PREPARED
 	// (slaves only).
 	TwoPhase bool
+	// NoForward: the master sends this slave only the changes made on the
+	// master itself, not those it received from other nodes (slaves only,
+	// for a full mesh; Init records it on the master). By default it
+	// forwards them (chains, stars), never to the node they came from or
+	// were received from.
+	NoForward bool
 }
 
 // Options configures a Replicator.
@@ -35,6 +41,12 @@ type Options struct {
 	// LagAlert raises AlertLag when a slave's lag goes above it, and
 	// AlertLagOK when it is back under half of it; 0 disables lag alerts.
 	LagAlert time.Duration
+
+	// OnConflict is the conflict policy (PolicyStop, PolicySkip,
+	// PolicyResync; empty: stop); OnConflictTables overrides it per table,
+	// by schema.table pattern (conflict.go).
+	OnConflict       string
+	OnConflictTables map[string]string
 
 	Logger  *slog.Logger
 	Alerter Alerter // nil: no alerts
@@ -214,7 +226,7 @@ const sqlLag = `SELECT s.name,
        CASE WHEN EXISTS (SELECT 1 FROM replica.replica_log l
                           WHERE l.txid >= pg_snapshot_xmin(s.acked_snapshot)
                             AND NOT pg_visible_in_snapshot(l.txid, s.acked_snapshot)
-                            AND (l.origin IS NULL OR (s.forward AND l.origin <> s.name)))
+                            AND (l.origin IS NULL OR (s.forward AND l.origin <> s.name AND l.via IS DISTINCT FROM s.name)))
             THEN extract(epoch FROM now() - s.snapshot_time)::float8 ELSE 0 END
   FROM replica.slaves s`
 

@@ -37,18 +37,19 @@ const (
 	sqlAnyNew = `SELECT EXISTS (SELECT 1 FROM replica.replica_log
  WHERE txid >= pg_snapshot_xmin($1::pg_snapshot)
    AND NOT pg_visible_in_snapshot(txid, $1::pg_snapshot)
-   AND (origin IS NULL OR ($3 AND origin <> $2)))`
+   AND (origin IS NULL OR ($3 AND origin <> $2 AND via IS DISTINCT FROM $2)))`
 	// sqlEvents streams the events of one batch: those whose transaction is
 	// visible in the batch's snapshot (the read transaction's own, as it runs
 	// in REPEATABLE READ) and was not visible in the previous one. Events that
-	// came from the slave itself are skipped, and so are events that came from
-	// any other node when the slave does not want them forwarded. ORDER BY
+	// came from the slave itself, or were received from it (via), are
+	// skipped, and so are events that came from any other node when the
+	// slave does not want them forwarded. ORDER BY
 	// names the table's columns: a bare txid would be the txid::text output
 	// column, sorted as text.
 	sqlEvents = `SELECT txid::text, origin, tbl, op, sql FROM replica.replica_log
  WHERE txid >= pg_snapshot_xmin($1::pg_snapshot)
    AND NOT pg_visible_in_snapshot(txid, $1::pg_snapshot)
-   AND (origin IS NULL OR ($3 AND origin <> $2))
+   AND (origin IS NULL OR ($3 AND origin <> $2 AND via IS DISTINCT FROM $2))
  ORDER BY replica_log.lsn, replica_log.txid`
 	// sqlRangeSummary lists the transactions of a backlog, the range from
 	// snapshot $1 to snapshot $2, in sub-batch order (subbatch.go).
@@ -57,13 +58,13 @@ const (
  WHERE txid >= pg_snapshot_xmin($1::pg_snapshot)
    AND NOT pg_visible_in_snapshot(txid, $1::pg_snapshot)
    AND pg_visible_in_snapshot(txid, $2::pg_snapshot)
-   AND (origin IS NULL OR ($4 AND origin <> $3))
+   AND (origin IS NULL OR ($4 AND origin <> $3 AND via IS DISTINCT FROM $3))
  GROUP BY txid
  ORDER BY max(lsn), txid`
 	// sqlEventsOf streams the events of the transactions of one sub-batch.
 	sqlEventsOf = `SELECT txid::text, origin, tbl, op, sql FROM replica.replica_log
  WHERE txid = ANY ($1::text[]::xid8[])
-   AND (origin IS NULL OR ($3 AND origin <> $2))
+   AND (origin IS NULL OR ($3 AND origin <> $2 AND via IS DISTINCT FROM $2))
  ORDER BY replica_log.lsn, replica_log.txid`
 	sqlPurge = `DELETE FROM replica.replica_log
  WHERE txid < (SELECT min(pg_snapshot_xmin(acked_snapshot)) FROM replica.slaves)`

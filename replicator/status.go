@@ -16,7 +16,7 @@ const sqlSlaveStatus = `SELECT s.name, s.state, coalesce(s.last_error, ''), s.la
        (SELECT count(*) FROM replica.replica_log l
          WHERE l.txid >= pg_snapshot_xmin(s.acked_snapshot)
            AND NOT pg_visible_in_snapshot(l.txid, s.acked_snapshot)
-           AND (l.origin IS NULL OR (s.forward AND l.origin <> s.name))) AS pending,
+           AND (l.origin IS NULL OR (s.forward AND l.origin <> s.name AND l.via IS DISTINCT FROM s.name))) AS pending,
        extract(epoch FROM now() - s.snapshot_time)::float8,
        extract(epoch FROM now() - s.seen_at)::float8
   FROM replica.slaves s ORDER BY s.name`

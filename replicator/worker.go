@@ -105,6 +105,12 @@ type worker struct {
 
 	state   string
 	lastErr string
+	// conflicts resolved by policy in the batch under way, alerted once it
+	// commits; skips are the source transactions 'goreplica skip' left out
+	// (conflict.go).
+	conflicts []*ConflictError
+	skips     map[string]bool
+
 	// exact applies one statement per event, without joining INSERTs: set
 	// to apply again a batch whose joined INSERT conflicted or failed, so
 	// that the conflict or error names the row; cleared by the next batch.
@@ -377,6 +383,8 @@ func (w *worker) connect(ctx context.Context) error {
 	if replicaRole {
 		w.beginSQL = sqlBeginApplyAsReplica
 	}
+	// The node changes come from, for the slave's own log (multi-master).
+	w.beginSQL += "; SET LOCAL replica.via = " + pq.QuoteLiteral(w.r.opts.Master.Name)
 	var hi, cutLSN, cutTxid string
 	var hiTime sql.NullTime
 	err = conn.QueryRowContext(ctx, sqlPosition, w.masterID).Scan(&w.pos.snapshot, &w.pos.snapTime, &w.pos.batch, &hi, &hiTime, &cutLSN, &cutTxid)
@@ -390,6 +398,9 @@ func (w *worker) connect(ctx context.Context) error {
 		return w.slaveErr("read position", err)
 	} else if err := w.pos.scanRange(hi, &hiTime.Time, cutLSN, cutTxid); err != nil {
 		return w.slaveErr("read position", err)
+	}
+	if err := w.loadSkips(ctx); err != nil {
+		return err
 	}
 	if w.pos.batch < regBatch {
 		return fmt.Errorf("slave %s is at batch %d but master %s says batch %d was applied: was the slave restored from an older backup? Re-create it and run 'goreplica init'",
