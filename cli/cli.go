@@ -38,9 +38,11 @@ type verb struct {
 // are built from it.
 var verbs = []verb{
 	{"init", "[-c FILE]", "check servers and tables, install capture on the master and the slaves", true, (*CLI).runInit},
-	{"run", "[-c FILE]", "run the replication daemon in the foreground", true, (*CLI).runRun},
+	{"run", "[-c FILE]...", "run the replication daemon in the foreground (several -c: one daemon for every configuration, e.g. both directions of two sites that write)", true, (*CLI).runRun},
 	{"status", "[-c FILE] [--json]", "show each slave's state, lag, pending events and errors", true, (*CLI).runStatus},
 	{"check", "[-c FILE] [--warning 30s] [--critical 5m]", "Nagios/Icinga plugin: one line with perfdata, exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN", true, (*CLI).runCheck},
+	{"conflicts", "[-c FILE] [--slave NAME] [--json]", "list the conflicts recorded on the slaves (replica.conflicts) and what was done about each", true, (*CLI).runConflicts},
+	{"skip", "[-c FILE] --slave NAME [--txid X]", "skip the one source transaction a slave stopped on (a conflict), record it, and let replication resume", true, (*CLI).runSkip},
 	{"unregister", "[-c FILE] SLAVE", "remove a slave the configuration no longer names from the master's registry (it holds back purge)", true, (*CLI).runUnregister},
 	{"uninstall", "[-c FILE] --yes", "remove every trigger and the replica schema from master and slaves", true, (*CLI).runUninstall},
 	{"service", "ACTION [flags]", "install|uninstall|start|stop|restart|status|print-unit: goreplica as a system service", true, (*CLI).runService},
@@ -89,7 +91,7 @@ var errHelpShown = errors.New("help shown")
 // Run runs the verb args name. Before the verb it accepts -c FILE (given
 // to the verb), --version, -h and --help.
 func (c *CLI) Run(ctx context.Context, args []string) error {
-	cfg := ""
+	var cfgs []string
 	for len(args) > 0 {
 		a := args[0]
 		switch {
@@ -97,10 +99,10 @@ func (c *CLI) Run(ctx context.Context, args []string) error {
 			if len(args) < 2 {
 				return UsageError{Msg: "flag needs an argument: -c"}
 			}
-			cfg, args = args[1], args[2:]
+			cfgs, args = append(cfgs, "-c", args[1]), args[2:]
 			continue
 		case strings.HasPrefix(a, "-c=") || strings.HasPrefix(a, "--c="):
-			cfg, args = a[strings.Index(a, "=")+1:], args[1:]
+			cfgs, args = append(cfgs, "-c", a[strings.Index(a, "=")+1:]), args[1:]
 			continue
 		case a == "--version" || a == "-version":
 			return c.runVersion(ctx, nil)
@@ -131,7 +133,7 @@ func (c *CLI) Run(ctx context.Context, args []string) error {
 		}
 		return UsageError{Msg: msg}
 	}
-	if cfg != "" {
+	if len(cfgs) > 0 {
 		if !v.config {
 			return UsageError{Verb: v.name, Msg: fmt.Sprintf("%s takes no configuration file (-c)", v.name)}
 		}
@@ -139,7 +141,7 @@ func (c *CLI) Run(ctx context.Context, args []string) error {
 		if v.name == "service" && len(rest) > 0 {
 			at = 1 // after the action
 		}
-		rest = append(append(append([]string{}, rest[:at]...), "-c", cfg), rest[at:]...)
+		rest = append(append(append([]string{}, rest[:at]...), cfgs...), rest[at:]...)
 	}
 	c.verb = v
 	err := v.run(c, ctx, rest)
@@ -182,9 +184,29 @@ func (c *CLI) flags() *flag.FlagSet {
 	return fs
 }
 
-// configFlag adds the -c flag most verbs share.
+// configFlag adds the -c flag most verbs share: one configuration file.
+// Only run takes several (configsFlag); a second -c is an error, never a
+// silent choice of one of them.
 func configFlag(fs *flag.FlagSet) *string {
-	return fs.String("c", "", "configuration `FILE` (default $GOREPLICA_CONFIG, then "+config.DefaultPath()+")")
+	var p oneConfig
+	fs.Var(&p, "c", "configuration `FILE` (default $GOREPLICA_CONFIG, then "+config.DefaultPath()+"); one only")
+	return &p.path
+}
+
+// oneConfig is the value of a -c flag that may be given once.
+type oneConfig struct {
+	path string
+	set  bool
+}
+
+func (o *oneConfig) String() string { return o.path }
+
+func (o *oneConfig) Set(v string) error {
+	if o.set {
+		return fmt.Errorf("-c given more than once: this verb reads one configuration, run it once per file (only 'run' takes several)")
+	}
+	o.path, o.set = v, true
+	return nil
 }
 
 // parse parses a verb's flags. -h and --help print the usage on stdout and

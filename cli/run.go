@@ -21,15 +21,21 @@ import (
 
 func (c *CLI) runRun(ctx context.Context, args []string) error {
 	fs := c.flags()
-	cfgPath := configFlag(fs)
+	var paths configList
+	fs.Var(&paths, "c", "configuration `FILE` (default $GOREPLICA_CONFIG, then "+config.DefaultPath()+"); repeat it to run one daemon per configuration in this process, e.g. both directions of two sites that write")
 	name := fs.String("service", "", "run under the service manager as service `NAME` (the command line 'goreplica service install' registers has it)")
 	if err := c.parse(fs, args, 0); err != nil {
 		return err
 	}
 	stderr := c.Stderr
-	path := config.Resolve(*cfgPath)
+	if len(paths) == 0 {
+		paths = configList{""}
+	}
 	run := func(ctx context.Context, ready func()) error {
-		cfg, err := config.Load(path)
+		if len(paths) > 1 {
+			return c.daemons(ctx, paths, stderr, *name, ready)
+		}
+		cfg, err := config.Load(config.Resolve(paths[0]))
 		if err != nil {
 			return err
 		}

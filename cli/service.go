@@ -52,7 +52,9 @@ func (c *CLI) runService(_ context.Context, args []string) error {
 	name := fs.String("name", service.DefaultName, "service `NAME`")
 	var cfgFlag, user *string
 	if withConfig {
-		cfgFlag = fs.String("c", "", "configuration `FILE` the service runs with (default $GOREPLICA_CONFIG, then "+config.DefaultPath()+")")
+		var one oneConfig
+		fs.Var(&one, "c", "configuration `FILE` the service runs with (default $GOREPLICA_CONFIG, then "+config.DefaultPath()+"); one per service: install one service per configuration with --name")
+		cfgFlag = &one.path
 		user = fs.String("user", "", "run the service as `USER` (default: root; LocalSystem on Windows)")
 	}
 	if err := c.parse(fs, args[1:], 0); err != nil {
