@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-var allVerbs = []string{"init", "run", "status", "check", "unregister", "uninstall", "trigger", "version", "service", "mail-test", "demo"}
+var allVerbs = []string{"init", "run", "status", "check", "conflicts", "skip", "unregister", "uninstall", "trigger", "version", "service", "mail-test", "demo"}
 
 func TestHelpListsVerbs(t *testing.T) {
 	t.Parallel()

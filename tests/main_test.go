@@ -298,8 +298,15 @@ type daemon struct {
 // test ends if it still runs; when the test failed its output is logged.
 func startDaemon(t *testing.T, cfg string, env ...string) *daemon {
 	t.Helper()
+	return startRun(t, env, "run", "-c", cfg)
+}
+
+// startRun starts 'goreplica ARGS...' as startDaemon does (several
+// configurations: "run", "-c", a, "-c", b).
+func startRun(t *testing.T, env []string, args ...string) *daemon {
+	t.Helper()
 	d := &daemon{t: t, stderr: &lockedBuffer{}, stdout: &lockedBuffer{}, done: make(chan struct{})}
-	d.cmd = exec.Command(binPath, "run", "-c", cfg)
+	d.cmd = exec.Command(binPath, args...)
 	d.cmd.Env = append(baseEnv(), env...)
 	d.cmd.Stdout, d.cmd.Stderr = d.stdout, d.stderr
 	if err := d.cmd.Start(); err != nil {
