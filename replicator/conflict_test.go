@@ -47,3 +47,27 @@ func TestKeyCondition(t *testing.T) {
 		t.Error("an INSERT logged without its conflict target gave a key")
 	}
 }
+
+func TestSequencesCollide(t *testing.T) {
+	tests := []struct {
+		a, b sequence
+		want bool
+	}{
+		{sequence{51, 1}, sequence{51, 1}, true},
+		{sequence{51, 1}, sequence{900, 1}, true}, // the slower one reaches the other's values
+		{sequence{11, 10}, sequence{12, 10}, false},
+		{sequence{11, 10}, sequence{31, 10}, true},
+		{sequence{11, 10}, sequence{12, 5}, false},
+		{sequence{11, 10}, sequence{16, 5}, true},
+		{sequence{-1, -2}, sequence{-2, -2}, false},
+	}
+	for _, tt := range tests {
+		if got := sequencesCollide(tt.a, tt.b); got != tt.want {
+			t.Errorf("sequencesCollide(%+v, %+v) = %t, want %t", tt.a, tt.b, got, tt.want)
+		}
+	}
+	// The advice, applied, gives sequences that do not collide.
+	if sequencesCollide(sequence{61, 10}, sequence{62, 10}) {
+		t.Error("the advised offsets collide")
+	}
+}

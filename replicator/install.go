@@ -307,6 +307,11 @@ func Init(ctx context.Context, opts Options, triggerSQL string) (*InitReport, er
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("master %s: %w", opts.Master.Name, err)
 	}
+	seqs, err := sequenceWarnings(ctx, opts, master, slaves, chosen)
+	if err != nil {
+		seqs = []string{fmt.Sprintf("could not compare the sequences of sites that write: %v", err)}
+	}
+	rep.Warnings = append(rep.Warnings, seqs...)
 	sort.Strings(rep.Tables)
 	return rep, nil
 }

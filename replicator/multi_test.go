@@ -422,3 +422,34 @@ func TestSkipResumesStoppedSlave(t *testing.T) {
 		t.Errorf("Conflicts: %+v, %v", recs, err)
 	}
 }
+
+// init warns when two sites that write share a sequence that would hand
+// out the same ids, with the statements that fix it; once applied, the
+// warning is gone.
+func TestInitWarnsOfSharedSequences(t *testing.T) {
+	t.Parallel()
+	s := newSites(t, `CREATE TABLE t (id serial PRIMARY KEY, v text)`, "paris", "lyon")
+	link(t, s[0], s[1:], nil)
+	b := link(t, s[1], s[:1], nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	rep, err := Init(ctx, b.opts, triggerSQLStr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := strings.Join(rep.Warnings, "\n")
+	for _, want := range []string{"sequence public.t_id_seq hands out the same ids on master lyon (next 1, increment 1) and on slave paris",
+		"on lyon ALTER SEQUENCE public.t_id_seq INCREMENT BY 10 RESTART WITH 11", "on paris ALTER SEQUENCE public.t_id_seq INCREMENT BY 10 RESTART WITH 12"} {
+		if !strings.Contains(w, want) {
+			t.Errorf("init's warnings lack %q:\n%s", want, w)
+		}
+	}
+	b.exec(s[1].db, `ALTER SEQUENCE public.t_id_seq INCREMENT BY 10 RESTART WITH 11`)
+	b.exec(s[0].db, `ALTER SEQUENCE public.t_id_seq INCREMENT BY 10 RESTART WITH 12`)
+	if rep, err = Init(ctx, b.opts, triggerSQLStr); err != nil {
+		t.Fatal(err)
+	}
+	if w := strings.Join(rep.Warnings, "\n"); strings.Contains(w, "sequence") {
+		t.Errorf("init still warns once the offsets differ:\n%s", w)
+	}
+}
