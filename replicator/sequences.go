@@ -23,7 +23,7 @@ const (
  ORDER BY 1`
 	// sqlWrites tells whether a node is a master itself (captures tables):
 	// a site that writes.
-	sqlWrites = `SELECT to_regclass('replica.tables') IS NOT NULL`
+	sqlWrites       = `SELECT to_regclass('replica.tables') IS NOT NULL`
 	sqlWritesTables = `SELECT EXISTS (SELECT 1 FROM replica.tables)`
 )
 
