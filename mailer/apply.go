@@ -100,7 +100,11 @@ func (a Apply) next() string {
 	}
 	switch a.Policy {
 	case "stop":
-		return fmt.Sprintf("goreplica status -c %s\nFix the row on %s (or on the master); goreplica applies again at its next retry and mails when it does.", cfg, a.Slave)
+		next := fmt.Sprintf("goreplica status -c %s\nFix the row on %s (or on the master); goreplica applies again at its next retry and mails when it does.", cfg, a.Slave)
+		if a.TxID != "" {
+			next += fmt.Sprintf("\nOr leave that one source transaction out: goreplica skip -c %s --slave %s --txid %s", cfg, a.Slave, a.TxID)
+		}
+		return next
 	case "skip":
 		return fmt.Sprintf("Nothing stops; check %s on %s against the master when convenient (replica.conflicts on %s lists what was skipped).", a.Table, a.Slave, a.Slave)
 	case "resync":

@@ -522,7 +522,8 @@ func (w *worker) alert(prev, state string, err error) {
 		a.Alert(Alert{Kind: AlertConflict, Slave: name, Err: err,
 			Summary: fmt.Sprintf("slave %s stopped on a conflict", name),
 			Body: err.Error() + "\n\nThe batch was rolled back; nothing is lost and the other slaves go on. " +
-				"Fix the row on the slave (or the master), and goreplica applies again at its next retry. " +
+				"Fix the row on the slave (or the master), and goreplica applies again at its next retry, " +
+				"or leave that source transaction out with 'goreplica skip --slave " + name + "'. " +
 				"'goreplica status' shows the slave's state."})
 	case StateError:
 		a.Alert(Alert{Kind: AlertError, Slave: name, Err: err,
