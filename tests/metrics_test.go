@@ -207,10 +207,13 @@ func TestPrometheusScrapesDaemon(t *testing.T) {
 		first = v["lyon"]
 		return first > 0, s
 	})
-	waitFor(ctx, t, "lyon's lag rises", func(ctx context.Context) (bool, string) {
+	// lyon's lag grows without bound while nice's stays bounded: on a
+	// loaded machine nice may lag a second too, so the test waits for lyon
+	// to be well behind nice rather than comparing with a fixed figure.
+	waitFor(ctx, t, "lyon's lag rises past nice's", func(ctx context.Context) (bool, string) {
 		execAll(t, `UPDATE t SET v = v || '.' WHERE id = 1`, master)
 		v, s := lag(ctx)
-		return v["lyon"] > first && v["nice"] < first, s
+		return v["lyon"] > first && v["lyon"] > v["nice"]+2, s
 	})
 	if v, err := promQuery(ctx, prom, `goreplica_slave_state{state="conflict"}`, "slave"); err != nil || v["lyon"] != 1 {
 		t.Errorf("goreplica_slave_state{state=\"conflict\"}: %v, %v; want lyon 1", v, err)
