@@ -42,13 +42,14 @@ func httpGet(ctx context.Context, u string) (string, error) {
 
 // startPrometheus runs a Prometheus server of its own (temporary
 // configuration and data directory, a free port) that scrapes target every
-// second; it is stopped by its PID when the test ends. It returns the
+// 3 seconds (a scrape reads the status from every server: 1 s timed out on a
+// loaded machine); it is stopped by its PID when the test ends. It returns the
 // server's base URL.
 func startPrometheus(t *testing.T, bin, target string) string {
 	t.Helper()
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "prometheus.yml")
-	conf := fmt.Sprintf("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: goreplica\n    static_configs:\n      - targets: [%q]\n", target)
+	conf := fmt.Sprintf("global:\n  scrape_interval: 3s\n  scrape_timeout: 3s\n  evaluation_interval: 3s\nscrape_configs:\n  - job_name: goreplica\n    static_configs:\n      - targets: [%q]\n", target)
 	if err := os.WriteFile(cfg, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
