@@ -41,6 +41,8 @@ var verbs = []verb{
 	{"run", "[-c FILE]", "run the replication daemon in the foreground", true, (*CLI).runRun},
 	{"status", "[-c FILE] [--json]", "show each slave's state, lag, pending events and errors", true, (*CLI).runStatus},
 	{"check", "[-c FILE] [--warning 30s] [--critical 5m]", "Nagios/Icinga plugin: one line with perfdata, exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN", true, (*CLI).runCheck},
+	{"compare", "[-c FILE] [TABLE...] [--slave NAME] [--json]", "compare row counts and checksums of tables on master and slaves, read at the same point while writes go on: exit 0 equal, 1 differ, 3 could not compare", true, (*CLI).runCompare},
+	{"repair", "[-c FILE] --slave NAME TABLE [--apply]", "print (or --apply) the statements that make a slave's table equal to the master's", true, (*CLI).runRepair},
 	{"unregister", "[-c FILE] SLAVE", "remove a slave the configuration no longer names from the master's registry (it holds back purge)", true, (*CLI).runUnregister},
 	{"uninstall", "[-c FILE] --yes", "remove every trigger and the replica schema from master and slaves", true, (*CLI).runUninstall},
 	{"service", "ACTION [flags]", "install|uninstall|start|stop|restart|status|print-unit: goreplica as a system service", true, (*CLI).runService},

@@ -51,8 +51,10 @@ func (s Slave) UsesTwoPhase() bool { return s.TwoPhase == nil || *s.TwoPhase }
 
 // Replicate is the [replicate] section: what is captured and how often the daemon polls.
 type Replicate struct {
-	Tables       []string `toml:"tables"`
-	Exclude      []string `toml:"exclude"`
+	Tables  []string `toml:"tables"`
+	Exclude []string `toml:"exclude"`
+	// Sequences are schema.sequence patterns whose values follow the batches.
+	Sequences    []string `toml:"sequences"`
 	PollInterval Duration `toml:"poll_interval"`
 	// PurgeInterval is how often log rows every slave has passed are deleted.
 	PurgeInterval Duration `toml:"purge_interval"`
@@ -418,6 +420,11 @@ func (c *Config) Validate() []error {
 		}
 		if _, _, ok := strings.Cut(p, "."); !ok {
 			add("%s[%d]: %q must be schema.table (wildcard * allowed, e.g. \"public.*\")", key, idx, p)
+		}
+	}
+	for i, p := range c.Replicate.Sequences {
+		if _, _, ok := strings.Cut(p, "."); !ok {
+			add("replicate.sequences[%d]: %q must be schema.sequence (wildcard * allowed, e.g. \"public.*\")", i, p)
 		}
 	}
 	positive := func(path string, d Duration) {
