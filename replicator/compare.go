@@ -192,7 +192,7 @@ type cmpTable struct {
 	// keyPieces find a row by key as the log trigger does (one format()
 	// piece per key column: "id" OPERATOR(pg_catalog.=) %L::integer).
 	keyPieces []string
-	identity  bool // has GENERATED ALWAYS AS IDENTITY columns
+	identity  []string // quoted GENERATED ALWAYS AS IDENTITY columns
 	estimate  int64
 }
 
@@ -210,7 +210,8 @@ const sqlCompareTables = `SELECT t.relid::int8, t.name, n.nspname || '.' || c.re
        (SELECT array_agg(format('%I', a.attname) ORDER BY a.attnum) FROM pg_attribute a
          WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''),
        (SELECT k.pieces FROM replica.key_condition(c.oid) k),
-       EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attidentity = 'a')
+       coalesce((SELECT array_agg(format('%I', a.attname)) FROM pg_attribute a
+                  WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attidentity = 'a'), '{}')
   FROM replica.tables t
   JOIN pg_class c ON c.oid = t.relid
   JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -237,7 +238,7 @@ func (c *comparer) chosenTables(ctx context.Context, patterns []string) ([]*cmpT
 	for rows.Next() {
 		t := &cmpTable{}
 		if err := rows.Scan(&t.relid, &t.name, &t.plain, &t.rel, &t.estimate, pq.Array(&t.keys), pq.Array(&t.keyTypes),
-			pq.Array(&t.cols), pq.Array(&t.keyPieces), &t.identity); err != nil {
+			pq.Array(&t.cols), pq.Array(&t.keyPieces), pq.Array(&t.identity)); err != nil {
 			return nil, fmt.Errorf("list tables: master %s: %w", c.opts.Master.Name, err)
 		}
 		all = append(all, t)

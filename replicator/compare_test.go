@@ -68,15 +68,17 @@ func (e *env) runScript(slave int, sts []RepairStatement) {
 func TestCompareFindsAndRepairFixes(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, setup{slaves: 2, schema: `CREATE TABLE items (id int PRIMARY KEY, name text, price numeric, tags text[]);
-		CREATE TABLE "Other Table" (a text, b int, v jsonb, PRIMARY KEY (a, b))`})
+		CREATE TABLE "Other Table" (a text, b int, v jsonb, PRIMARY KEY (a, b));
+		CREATE TABLE ident (k text PRIMARY KEY, n int GENERATED ALWAYS AS IDENTITY, v text)`})
 	e.start(nil)
 	e.exec(e.master, `INSERT INTO items SELECT i, 'item ' || i, i * 1.5, ARRAY['x', NULL] FROM generate_series(1, 3000) i;
-		INSERT INTO "Other Table" SELECT 'k' || (i % 7), i, jsonb_build_object('i', i) FROM generate_series(1, 500) i`)
-	e.waitConverged(60*time.Second, "items", `"Other Table"`)
+		INSERT INTO "Other Table" SELECT 'k' || (i % 7), i, jsonb_build_object('i', i) FROM generate_series(1, 500) i;
+		INSERT INTO ident (k, v) SELECT 'k' || i, 'v' FROM generate_series(1, 5) i`)
+	e.waitConverged(60*time.Second, "items", `"Other Table"`, "ident")
 
 	res := e.compareAll(CompareOptions{ChunkRows: 700})
-	if len(res) != 4 {
-		t.Fatalf("want 2 tables x 2 slaves, got %+v", res)
+	if len(res) != 6 {
+		t.Fatalf("want 3 tables x 2 slaves, got %+v", res)
 	}
 	for _, r := range res {
 		if !r.Equal || r.MasterRows != r.SlaveRows || r.MasterRows == 0 {
@@ -88,7 +90,8 @@ func TestCompareFindsAndRepairFixes(t *testing.T) {
 		e.exec(s, `UPDATE items SET name = 'changed by hand' WHERE id = 1234;
 			DELETE FROM items WHERE id = 2500;
 			INSERT INTO items VALUES (99999, 'extra', 1, '{}');
-			UPDATE "Other Table" SET v = '{"i": -1}' WHERE a = 'k3' AND b = 10`)
+			UPDATE "Other Table" SET v = '{"i": -1}' WHERE a = 'k3' AND b = 10;
+			DELETE FROM ident WHERE k = 'k2'; UPDATE ident SET v = 'by hand' WHERE k = 'k4'`)
 	}
 	res = e.compareAll(CompareOptions{ChunkRows: 700, Tables: []string{"public.items"}})
 	for _, r := range res {
@@ -117,6 +120,15 @@ func TestCompareFindsAndRepairFixes(t *testing.T) {
 	e.runScript(0, sts)
 	_, sts = e.repair(RepairOptions{Slave: "lyon", Table: `"Other Table"`})
 	e.runScript(0, sts)
+	// An identity column GENERATED ALWAYS: inserted with OVERRIDING SYSTEM
+	// VALUE, never set by an UPDATE (which may only set it to DEFAULT).
+	_, sts = e.repair(RepairOptions{Slave: "lyon", Table: "ident"})
+	wantIdent := []string{`UPDATE ONLY public.ident SET v = 'v' WHERE k OPERATOR(pg_catalog.=) 'k4'::text`,
+		`INSERT INTO public.ident (k, n, v) OVERRIDING SYSTEM VALUE VALUES ('k2', '2', 'v') ON CONFLICT (k) DO NOTHING`}
+	if len(sts) != 2 || sts[0].SQL != wantIdent[0] || sts[1].SQL != wantIdent[1] {
+		t.Errorf("repair of ident: %+v, want %q", sts, wantIdent)
+	}
+	e.runScript(0, sts)
 
 	rep, _ = e.repair(RepairOptions{Slave: "nice", Table: "public.items", Apply: true, CompareOptions: CompareOptions{ChunkRows: 700}})
 	if !rep.Applied || rep.Missing+rep.Extra+rep.Different != 3 {
@@ -124,6 +136,9 @@ func TestCompareFindsAndRepairFixes(t *testing.T) {
 	}
 	rep, _ = e.repair(RepairOptions{Slave: "nice", Table: "public.Other Table", Apply: true})
 	if !rep.Applied || rep.Different != 1 {
+		t.Fatalf("repair --apply: %+v", rep)
+	}
+	if rep, _ = e.repair(RepairOptions{Slave: "nice", Table: "ident", Apply: true}); rep.Missing != 1 || rep.Different != 1 {
 		t.Fatalf("repair --apply: %+v", rep)
 	}
 	for _, r := range e.compareAll(CompareOptions{ChunkRows: 700}) {
@@ -137,7 +152,7 @@ func TestCompareFindsAndRepairFixes(t *testing.T) {
 	}
 	// The daemon carries on: the repaired rows take later changes.
 	e.exec(e.master, `UPDATE items SET name = 'later' WHERE id IN (1234, 2500); DELETE FROM items WHERE id = 1`)
-	e.waitConverged(60*time.Second, "items", `"Other Table"`)
+	e.waitConverged(60*time.Second, "items", `"Other Table"`, "ident")
 	e.waitState(0, StateRunning)
 	e.waitState(1, StateRunning)
 }

@@ -174,8 +174,10 @@ func (p *point) renderers(ctx context.Context) (*renderers, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The key is not set; nor is an identity column GENERATED ALWAYS,
+	// which an UPDATE may only set to DEFAULT.
 	isKey := map[string]bool{}
-	for _, k := range t.keys {
+	for _, k := range append(append([]string{}, t.keys...), t.identity...) {
 		isKey[k] = true
 	}
 	var setPieces, setArgs []string
@@ -187,7 +189,7 @@ func (p *point) renderers(ctx context.Context) (*renderers, error) {
 	}
 	r := &renderers{update: "NULL::text"}
 	overriding := ""
-	if t.identity {
+	if len(t.identity) > 0 {
 		overriding = " OVERRIDING SYSTEM VALUE"
 	}
 	r.insert = pq.QuoteLiteral("INSERT INTO "+t.name+" ("+strings.Join(t.cols, ", ")+")"+overriding+" VALUES (") +
