@@ -337,6 +337,9 @@ type point struct {
 	t        *cmpTable
 	m, s     *sql.Conn
 	lockHeld time.Duration
+
+	forward    bool   // the slave takes changes forwarded from other nodes
+	beginSlave string // begins the slave's transaction
 }
 
 // pinSettings make every value print the same on master and slave, and
@@ -346,11 +349,13 @@ SET LOCAL lc_monetary = 'C'; SET LOCAL TimeZone = 'UTC'; SET LOCAL bytea_output 
 
 // sqlTablePending counts the logged events of table $1 that the slave's
 // position ($2, and the range under way $5 up to ($6, $7)) does not count
-// as applied, with sqlEvents's origin filter ($3 the slave, $4 forward).
+// as applied, with sqlEvents's origin filter ($3 the slave, $4 forward);
+// only those visible in snapshot $8 unless $8 is empty.
 const sqlTablePending = `SELECT count(*) FROM replica.replica_log l
  WHERE l.tbl = $1
    AND l.txid >= pg_snapshot_xmin($2::pg_snapshot)
    AND NOT pg_visible_in_snapshot(l.txid, $2::pg_snapshot)
+   AND ($8 = '' OR pg_visible_in_snapshot(l.txid, nullif($8, '')::pg_snapshot))
    AND (l.origin IS NULL OR ($4 AND l.origin <> $3))
    AND NOT ($5 <> '' AND pg_visible_in_snapshot(l.txid, nullif($5, '')::pg_snapshot)
             AND ((SELECT max(m.lsn) FROM replica.replica_log m
@@ -361,9 +366,19 @@ const sqlTablePending = `SELECT count(*) FROM replica.replica_log l
 // of (NULL: never, or stopped cleanly) and its recorded state.
 const sqlSlaveSeen = `SELECT forward, state, extract(epoch FROM now() - seen_at)::float8 FROM replica.slaves WHERE name = $1`
 
+// maxLockHold bounds how long the master's SHARE lock waits for the slave
+// to apply the last changes of the table; past it the lock is released
+// and taken again once the slave has caught up without it.
+const maxLockHold = 3 * time.Second
+
 // openPoint reads table t on the master and on slave s at the same
 // logical point (see the top of this file). With writable the slave's
 // transaction may write (repair --apply) as the daemon's apply does.
+//
+// The slave is first left to catch up with t without any lock, so that
+// the lock waits only for the changes made while it was being taken; if
+// the slave still takes longer than maxLockHold, the lock is released and
+// the whole is tried again, within co.CatchUpTimeout.
 func (c *comparer) openPoint(ctx context.Context, s cmpSlave, t *cmpTable, co CompareOptions, writable bool) (*point, error) {
 	p := &point{c: c, slave: s, t: t}
 	ok := false
@@ -389,21 +404,63 @@ func (c *comparer) openPoint(ctx context.Context, s cmpSlave, t *cmpTable, co Co
 	if err != nil {
 		return nil, c.masterErr("read registration", err)
 	}
-	beginSlave := "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; " + pinSettings
+	p.beginSlave = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; " + pinSettings
 	if writable {
 		replicaRole, err := mayUseReplicaRole(ctx, p.s)
 		if err != nil {
 			return nil, slaveErr(s.node.Name, "check privileges", err)
 		}
-		beginSlave = "BEGIN ISOLATION LEVEL REPEATABLE READ; " + pinSettings + "; SET CONSTRAINTS ALL DEFERRED"
+		p.beginSlave = "BEGIN ISOLATION LEVEL REPEATABLE READ; " + pinSettings + "; SET CONSTRAINTS ALL DEFERRED"
 		if replicaRole {
-			beginSlave += "; SET LOCAL session_replication_role = replica"
+			p.beginSlave += "; SET LOCAL session_replication_role = replica"
 		}
 	}
+	p.forward = forward
+	deadline := time.Now().Add(co.CatchUpTimeout)
+	for {
+		// Without the lock: wait until the slave has applied what was
+		// logged for t until now (what is logged meanwhile is left to the
+		// locked wait, a few milliseconds of the daemon's work).
+		var now string
+		if err := p.m.QueryRowContext(ctx, `SELECT pg_current_snapshot()::text`).Scan(&now); err != nil {
+			return nil, c.masterErr("take snapshot", err)
+		}
+		for {
+			pending, err := p.pending(ctx, false, now)
+			if err != nil {
+				return nil, err
+			}
+			if pending == 0 {
+				break
+			}
+			if err := p.waitDaemon(ctx, pending, deadline, co.CatchUpTimeout); err != nil {
+				return nil, err
+			}
+		}
+		done, err := p.lockedPoint(ctx, co)
+		if err != nil {
+			return nil, err
+		}
+		if done {
+			ok = true
+			return p, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("table %s on slave %s: %w: the slave did not apply the table's last changes within %s of a lock, for %s (raise --catch-up-timeout, or compare when the master is less busy)",
+				t.name, s.node.Name, ErrNotCaughtUp, maxLockHold, co.CatchUpTimeout)
+		}
+	}
+}
 
+// lockedPoint takes the SHARE lock, the master's snapshot, and the slave's
+// once it has applied every change of t, then releases the lock. It
+// returns false, with no transaction open, when the slave took longer than
+// maxLockHold.
+func (p *point) lockedPoint(ctx context.Context, co CompareOptions) (bool, error) {
+	c, t, s := p.c, p.t, p.slave
 	lock, err := c.master.Conn(ctx)
 	if err != nil {
-		return nil, c.masterErr("connect", err)
+		return false, c.masterErr("connect", err)
 	}
 	defer func() {
 		// Whatever happened, the lock goes now; a connection whose
@@ -413,72 +470,108 @@ func (c *comparer) openPoint(ctx context.Context, s cmpSlave, t *cmpTable, co Co
 		}
 		lock.Close()
 	}()
-	lockSQL := fmt.Sprintf("BEGIN; SET LOCAL lock_timeout = %d; LOCK TABLE ONLY %s IN SHARE MODE", co.LockTimeout.Milliseconds(), t.name)
+	// The server ends the lock's session by itself if this process hangs
+	// (or the network goes) while it holds the lock.
+	lockSQL := fmt.Sprintf("BEGIN; SET LOCAL lock_timeout = %d; SET LOCAL idle_in_transaction_session_timeout = %d; LOCK TABLE ONLY %s IN SHARE MODE",
+		co.LockTimeout.Milliseconds(), (maxLockHold + 10*time.Second).Milliseconds(), t.name)
 	if _, err := lock.ExecContext(ctx, lockSQL); err != nil {
 		var pe *pq.Error
 		if errors.As(err, &pe) && pe.Code == "55P03" {
-			return nil, fmt.Errorf("lock table %s on master %s: not granted within %s: a transaction that writes to it is still open (see pg_stat_activity); try again later or raise --lock-timeout", t.name, c.opts.Master.Name, co.LockTimeout)
+			return false, fmt.Errorf("lock table %s on master %s: not granted within %s: a transaction that writes to it is still open (see pg_stat_activity); try again later or raise --lock-timeout", t.name, c.opts.Master.Name, co.LockTimeout)
 		}
-		return nil, c.masterErr("lock table "+t.name, err)
+		return false, c.masterErr("lock table "+t.name, err)
 	}
 	locked := time.Now()
 	if _, err := p.m.ExecContext(ctx, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; "+pinSettings); err != nil {
-		return nil, c.masterErr("begin", err)
+		return false, c.masterErr("begin", err)
 	}
 	var snap string
 	if err := p.m.QueryRowContext(ctx, `SELECT pg_current_snapshot()::text`).Scan(&snap); err != nil {
-		return nil, c.masterErr("take snapshot", err)
+		return false, c.masterErr("take snapshot", err)
 	}
-	deadline := locked.Add(co.CatchUpTimeout)
-	stale := staleAfter(c.opts)
 	for {
-		if _, err := p.s.ExecContext(ctx, beginSlave); err != nil {
-			return nil, slaveErr(s.node.Name, "begin", err)
-		}
-		var pos position
-		var hi, cutLSN, cutTxid string
-		var hiTime sql.NullTime
-		err := p.s.QueryRowContext(ctx, sqlPosition, c.masterID).Scan(&pos.snapshot, &pos.snapTime, &pos.batch, &hi, &hiTime, &cutLSN, &cutTxid)
-		if errors.Is(err, sql.ErrNoRows) {
-			return nil, fmt.Errorf("slave %s has not applied anything from master %s yet: run the daemon ('goreplica run') first", s.node.Name, c.opts.Master.Name)
-		}
+		pending, err := p.pending(ctx, true, "")
 		if err != nil {
-			return nil, slaveErr(s.node.Name, "read position", err)
-		}
-		var pending int64
-		if err := p.m.QueryRowContext(ctx, sqlTablePending, t.name, pos.snapshot, s.node.Name, forward, hi, cutLSN, cutTxid).Scan(&pending); err != nil {
-			return nil, c.masterErr("count pending events of "+t.name, err)
+			return false, err
 		}
 		if pending == 0 {
 			break
 		}
 		if _, err := p.s.ExecContext(ctx, "ROLLBACK"); err != nil {
-			return nil, slaveErr(s.node.Name, "roll back", err)
+			return false, slaveErr(s.node.Name, "roll back", err)
 		}
-		if err := c.master.QueryRowContext(ctx, sqlSlaveSeen, s.node.Name).Scan(&forward, &state, &silent); err != nil {
-			return nil, c.masterErr("read registration", err)
+		if time.Since(locked) > maxLockHold {
+			if _, err := p.m.ExecContext(ctx, "ROLLBACK"); err != nil {
+				return false, c.masterErr("roll back", err)
+			}
+			return false, nil
 		}
-		alive := silent.Valid && time.Duration(silent.Float64*float64(time.Second)) <= stale && state == StateRunning
-		if !alive {
-			return nil, fmt.Errorf("table %s on slave %s: %w: %d of its events are not applied yet and no daemon applies to the slave (state %s): start 'goreplica run', or fix what stops it ('goreplica status')",
-				t.name, s.node.Name, ErrNotCaughtUp, pending, state)
-		}
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("table %s on slave %s: %w: %d of its events were still not applied after %s (a backlog? 'goreplica status' shows it; raise --catch-up-timeout)",
-				t.name, s.node.Name, ErrNotCaughtUp, pending, co.CatchUpTimeout)
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(catchUpPoll):
+		if err := p.waitDaemon(ctx, pending, locked.Add(maxLockHold+time.Second), maxLockHold); err != nil {
+			return false, err
 		}
 	}
 	if _, err := lock.ExecContext(ctx, "COMMIT"); err != nil {
-		return nil, c.masterErr("release lock on "+t.name, err)
+		return false, c.masterErr("release lock on "+t.name, err)
 	}
 	p.lockHeld = time.Since(locked)
-	ok = true
-	return p, nil
+	return true, nil
+}
+
+// pending counts the logged changes of t that the slave's position does
+// not cover (those visible in snapshot upTo, unless it is ""). In point
+// mode the position is read as the first query of the slave's transaction
+// (whose snapshot it then fixes, left open) and the log in the master's
+// transaction; otherwise each in a statement of its own.
+func (p *point) pending(ctx context.Context, point bool, upTo string) (int64, error) {
+	c, s := p.c, p.slave
+	if point {
+		if _, err := p.s.ExecContext(ctx, p.beginSlave); err != nil {
+			return 0, slaveErr(s.node.Name, "begin", err)
+		}
+	}
+	var pos position
+	var hi, cutLSN, cutTxid string
+	var hiTime sql.NullTime
+	err := p.s.QueryRowContext(ctx, sqlPosition, c.masterID).Scan(&pos.snapshot, &pos.snapTime, &pos.batch, &hi, &hiTime, &cutLSN, &cutTxid)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, fmt.Errorf("slave %s has not applied anything from master %s yet: run the daemon ('goreplica run') first", s.node.Name, c.opts.Master.Name)
+	}
+	if err != nil {
+		return 0, slaveErr(s.node.Name, "read position", err)
+	}
+	var n int64
+	if err := p.m.QueryRowContext(ctx, sqlTablePending, p.t.name, pos.snapshot, s.node.Name, p.forward, hi, cutLSN, cutTxid, upTo).Scan(&n); err != nil {
+		return 0, c.masterErr("count pending events of "+p.t.name, err)
+	}
+	return n, nil
+}
+
+// waitDaemon waits a little for the daemon to apply the pending changes
+// of t, or says why it cannot: no daemon applies to the slave, or the time
+// (timeout, ending at deadline) is up.
+func (p *point) waitDaemon(ctx context.Context, pending int64, deadline time.Time, timeout time.Duration) error {
+	c, t, s := p.c, p.t, p.slave
+	var forward bool
+	var state string
+	var silent sql.NullFloat64
+	if err := c.master.QueryRowContext(ctx, sqlSlaveSeen, s.node.Name).Scan(&forward, &state, &silent); err != nil {
+		return c.masterErr("read registration", err)
+	}
+	alive := silent.Valid && time.Duration(silent.Float64*float64(time.Second)) <= staleAfter(c.opts) && state == StateRunning
+	if !alive {
+		return fmt.Errorf("table %s on slave %s: %w: %d of its events are not applied yet and no daemon applies to the slave (state %s): start 'goreplica run', or fix what stops it ('goreplica status')",
+			t.name, s.node.Name, ErrNotCaughtUp, pending, state)
+	}
+	if time.Now().After(deadline) {
+		return fmt.Errorf("table %s on slave %s: %w: %d of its events were still not applied after %s (a backlog? 'goreplica status' shows it; raise --catch-up-timeout)",
+			t.name, s.node.Name, ErrNotCaughtUp, pending, timeout)
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(catchUpPoll):
+		return nil
+	}
 }
 
 // close ends both transactions and returns the connections.

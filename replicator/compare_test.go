@@ -390,3 +390,68 @@ func writeTx(ctx context.Context, e *env, stmts []string, args [][]any) error {
 	}
 	return tx.Commit()
 }
+
+// A slave slower than maxLockHold to apply a table's last changes does not
+// keep the table locked on the master: while the daemon takes twice
+// maxLockHold to apply a batch under compare's lock, the lock is released
+// (and not taken again until that batch is in), and compare gives up after
+// CatchUpTimeout saying why.
+func TestCompareLockStaysShortWithSlowSlave(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, setup{schema: `CREATE TABLE t (id serial PRIMARY KEY, v text)`})
+	const sqlLocked = `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE relation = 'public.t'::regclass AND mode = 'ShareLock' AND granted)`
+	release := make(chan struct{})
+	var slowed, stillLocked atomic.Int64
+	locked := func() bool { // called by the worker: no t.Fatal there
+		var b bool
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return e.master.QueryRowContext(ctx, sqlLocked).Scan(&b) == nil && b
+	}
+	e.start(func(slave, step string) error {
+		if step != "before-commit" || !locked() {
+			return nil
+		}
+		// A batch applied under compare's lock: take long.
+		slowed.Add(1)
+		select {
+		case <-time.After(2 * maxLockHold):
+		case <-release:
+			return nil
+		}
+		if locked() {
+			stillLocked.Add(1)
+		}
+		return nil
+	})
+	t.Cleanup(func() { close(release) })
+	e.exec(e.master, `INSERT INTO t (v) VALUES ('a')`)
+	e.waitConverged(30*time.Second, "t")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for ctx.Err() == nil {
+			_, _ = e.master.ExecContext(ctx, `INSERT INTO t (v) VALUES ('w')`)
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	res, err := Compare(context.Background(), e.opts, CompareOptions{CatchUpTimeout: 3 * maxLockHold})
+	cancel()
+	wg.Wait()
+	if err != nil || len(res) != 1 {
+		t.Fatalf("compare: %+v %v", res, err)
+	}
+	if !strings.Contains(res[0].Error, ErrNotCaughtUp.Error()) {
+		t.Errorf("compare with a slave slower than the lock may wait: %+v", res[0])
+	}
+	if slowed.Load() == 0 {
+		t.Fatal("no batch was applied while compare held its lock")
+	}
+	if n := stillLocked.Load(); n > 0 {
+		t.Errorf("the table was still locked on the master after %s of a slow batch (%d times)", 2*maxLockHold, n)
+	}
+	t.Logf("%d slow batches; %s", slowed.Load(), res[0].Error)
+}
