@@ -193,7 +193,10 @@ type cmpTable struct {
 	// piece per key column: "id" OPERATOR(pg_catalog.=) %L::integer).
 	keyPieces []string
 	identity  []string // quoted GENERATED ALWAYS AS IDENTITY columns
-	estimate  int64
+	// keyOps are the schema-qualified operators of the key index's
+	// opclasses, btreeStrategies per key column (<, <=, =, >=, >).
+	keyOps   []string
+	estimate int64
 }
 
 // sqlCompareTables describes the captured tables. It runs with search_path
@@ -211,7 +214,17 @@ const sqlCompareTables = `SELECT t.relid::int8, t.name, n.nspname || '.' || c.re
          WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''),
        (SELECT k.pieces FROM replica.key_condition(c.oid) k),
        coalesce((SELECT array_agg(format('%I', a.attname)) FROM pg_attribute a
-                  WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attidentity = 'a'), '{}')
+                  WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attidentity = 'a'), '{}'),
+       (SELECT array_agg(format('%I.%s', opn.nspname, o.oprname) ORDER BY k.ord, s.strategy)
+          FROM pg_index i
+         CROSS JOIN LATERAL unnest(i.indkey::int2[], i.indclass::oid[]) WITH ORDINALITY AS k(attnum, cls, ord)
+          JOIN pg_opclass oc ON oc.oid = k.cls
+         CROSS JOIN generate_series(1, 5) AS s(strategy)
+          JOIN pg_amop ao ON ao.amopfamily = oc.opcfamily AND ao.amoplefttype = oc.opcintype
+                         AND ao.amoprighttype = oc.opcintype AND ao.amopstrategy = s.strategy AND ao.amopmethod = oc.opcmethod
+          JOIN pg_operator o ON o.oid = ao.amopopr
+          JOIN pg_namespace opn ON opn.oid = o.oprnamespace
+         WHERE i.indrelid = c.oid AND i.indisprimary)
   FROM replica.tables t
   JOIN pg_class c ON c.oid = t.relid
   JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -238,7 +251,7 @@ func (c *comparer) chosenTables(ctx context.Context, patterns []string) ([]*cmpT
 	for rows.Next() {
 		t := &cmpTable{}
 		if err := rows.Scan(&t.relid, &t.name, &t.plain, &t.rel, &t.estimate, pq.Array(&t.keys), pq.Array(&t.keyTypes),
-			pq.Array(&t.cols), pq.Array(&t.keyPieces), pq.Array(&t.identity)); err != nil {
+			pq.Array(&t.cols), pq.Array(&t.keyPieces), pq.Array(&t.identity), pq.Array(&t.keyOps)); err != nil {
 			return nil, fmt.Errorf("list tables: master %s: %w", c.opts.Master.Name, err)
 		}
 		all = append(all, t)
@@ -253,6 +266,9 @@ func (c *comparer) chosenTables(ctx context.Context, patterns []string) ([]*cmpT
 	for _, t := range chosen {
 		if len(t.keys) == 0 {
 			return nil, fmt.Errorf("table %s has no primary key on master %s: it cannot be compared by key", t.name, c.opts.Master.Name)
+		}
+		if len(t.keyOps) != btreeStrategies*len(t.keys) {
+			return nil, fmt.Errorf("table %s on master %s: the operators of its key's btree index are not all known: it cannot be compared by key", t.name, c.opts.Master.Name)
 		}
 	}
 	return chosen, nil
@@ -344,8 +360,11 @@ type point struct {
 
 // pinSettings make every value print the same on master and slave, and
 // as the log functions print it (replica.apply reads it so).
+// The search_path is the log functions' too (a regclass value prints
+// schema-qualified): the key's operators are named with their schema.
 const pinSettings = `SET LOCAL DateStyle = 'ISO, YMD'; SET LOCAL IntervalStyle = 'postgres'; SET LOCAL extra_float_digits = 3;
-SET LOCAL lc_monetary = 'C'; SET LOCAL TimeZone = 'UTC'; SET LOCAL bytea_output = 'hex'; SET LOCAL xmloption = content`
+SET LOCAL lc_monetary = 'C'; SET LOCAL TimeZone = 'UTC'; SET LOCAL bytea_output = 'hex'; SET LOCAL xmloption = content;
+SET LOCAL search_path = pg_catalog, pg_temp`
 
 // sqlTablePending counts the logged events of table $1 that the slave's
 // position ($2, and the range under way $5 up to ($6, $7)) does not count
@@ -597,77 +616,6 @@ func slaveErr(slave, op string, err error) error {
 	return fmt.Errorf("%s: slave %s: %w", op, slave, err)
 }
 
-// keyRange is the keys after lo (nil: from the first) up to hi included
-// (nil: to the last), each a key's column values as text.
-type keyRange struct {
-	lo, hi []string
-}
-
-// describe prints the range for a user: id > 10 AND id <= 20.
-func (r keyRange) describe(t *cmpTable) string {
-	k := keyTuple(t)
-	var parts []string
-	if r.lo != nil {
-		parts = append(parts, k+" > "+tupleText(r.lo))
-	}
-	if r.hi != nil {
-		parts = append(parts, k+" <= "+tupleText(r.hi))
-	}
-	if len(parts) == 0 {
-		return "(whole table)"
-	}
-	return strings.Join(parts, " AND ")
-}
-
-func tupleText(v []string) string {
-	q := make([]string, len(v))
-	for i, s := range v {
-		q[i] = pq.QuoteLiteral(s)
-	}
-	if len(q) == 1 {
-		return q[0]
-	}
-	return "(" + strings.Join(q, ", ") + ")"
-}
-
-// keyTuple is the key as one comparable expression: "id", or ("a", "b")
-// (a row comparison, which a btree index on (a, b) serves).
-func keyTuple(t *cmpTable) string {
-	if len(t.keys) == 1 {
-		return t.keys[0]
-	}
-	return "(" + strings.Join(t.keys, ", ") + ")"
-}
-
-// where returns the condition selecting the range and its parameters,
-// numbered from $1.
-func (r keyRange) where(t *cmpTable) (string, []any) {
-	var conds []string
-	var args []any
-	bound := func(op string, v []string) {
-		ps := make([]string, len(v))
-		for i := range v {
-			args = append(args, v[i])
-			ps[i] = fmt.Sprintf("$%d::%s", len(args), t.keyTypes[i])
-		}
-		b := ps[0]
-		if len(ps) > 1 {
-			b = "(" + strings.Join(ps, ", ") + ")"
-		}
-		conds = append(conds, keyTuple(t)+" "+op+" "+b)
-	}
-	if r.lo != nil {
-		bound(">", r.lo)
-	}
-	if r.hi != nil {
-		bound("<=", r.hi)
-	}
-	if len(conds) == 0 {
-		return "true", nil
-	}
-	return strings.Join(conds, " AND "), args
-}
-
 // chunkSum is a key range's row count and the md5 of its rows' md5s in
 // key order (an md5 per row keeps the aggregate at 32 bytes a row, however
 // wide the rows).
@@ -678,17 +626,6 @@ type chunkSum struct {
 
 // rowText is a row as one text value, its columns in the master's order.
 func rowText(t *cmpTable) string { return "ROW(" + strings.Join(t.cols, ", ") + ")::text" }
-
-// keyOrder orders rows by key. The columns are qualified with the table's
-// alias (FROM ONLY t AS tbl): a bare name in ORDER BY would be taken for an
-// output column of the same name (id::text is called id), sorted as text.
-func keyOrder(t *cmpTable) string {
-	q := make([]string, len(t.keys))
-	for i, k := range t.keys {
-		q[i] = "tbl." + k
-	}
-	return strings.Join(q, ", ")
-}
 
 // sum checksums range r on one side.
 func (t *cmpTable) sum(ctx context.Context, cn *sql.Conn, r keyRange) (chunkSum, error) {

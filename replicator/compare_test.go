@@ -2,6 +2,7 @@ package replicator
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -11,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/lib/pq"
 )
 
 // compareAll runs Compare and fails the test when it cannot compare.
@@ -320,6 +323,12 @@ func TestRepairEveryType(t *testing.T) {
 	}
 	rows.Close()
 	fmt.Fprintf(&schema, "CREATE TABLE every (id int PRIMARY KEY, %s);\n", strings.Join(cols, ", "))
+	// Keys whose operators live outside pg_catalog (citext), alone and
+	// beside a built-in type: ranges are bounded and ordered by the key
+	// index's own operators, whatever the search_path.
+	schema.WriteString(`CREATE EXTENSION IF NOT EXISTS citext;
+		CREATE TABLE k_ci (k citext PRIMARY KEY, v text); CREATE TABLE k_mixed (a int, c citext, v text, PRIMARY KEY (a, c));`)
+	extra := []string{"k_ci", "k_mixed"}
 	e := newEnv(t, setup{schema: schema.String(), twoPhase: []bool{false}})
 	e.start(nil)
 	// The rows are replicated, then changed by hand on the slave.
@@ -330,17 +339,35 @@ func TestRepairEveryType(t *testing.T) {
 		ty := strings.TrimPrefix(kt, "k_")
 		fmt.Fprintf(&keyed, "INSERT INTO %s VALUES (%s::pg_catalog.\"%s\", 'master');\n", kt, quoteLit(builtinSamples[ty]), ty)
 	}
+	keyed.WriteString(`INSERT INTO k_ci SELECT CASE WHEN i % 2 = 0 THEN upper(w) ELSE w END, 'm' FROM
+			(SELECT i, chr(97 + i) || 'x' AS w FROM generate_series(0, 20) i) s;
+		INSERT INTO k_mixed SELECT i % 3, CASE WHEN i % 2 = 0 THEN 'B' ELSE 'a' END || i, 'm' FROM generate_series(1, 20) i;`)
 	e.exec(e.master, keyed.String())
-	all := append([]string{"every"}, keyTables...)
+	all := append(append([]string{"every"}, keyTables...), extra...)
 	e.waitConverged(60*time.Second, all...)
 	// On the slave: row 1 missing, row 2 all NULL, row 3 all set, row 4
 	// extra; each keyed table's row changed, plus an extra row of another key.
 	e.exec(e.slaves[0], fmt.Sprintf(`DELETE FROM every WHERE id = 1; UPDATE every SET (%[1]s) = (SELECT %[1]s FROM every WHERE id = 3) WHERE id = 2;
 		UPDATE every SET (%[1]s) = (%[2]s) WHERE id = 3;
 		INSERT INTO every (id) VALUES (4)`, colNames(cols), strings.Join(vals, ", ")))
-	for _, kt := range keyTables {
+	for _, kt := range append(keyTables, extra...) {
 		e.exec(e.slaves[0], fmt.Sprintf("UPDATE %s SET v = 'slave'", kt))
 	}
+	e.exec(e.slaves[0], `DELETE FROM k_ci WHERE k = 'DX'; INSERT INTO k_ci VALUES ('zZ', 's'); DELETE FROM k_mixed WHERE c = 'b4';
+		INSERT INTO k_mixed VALUES (1, 'ZZ', 's');`)
+	// Sessions on either side that print values otherwise, and a slave
+	// whose search_path holds nothing: compare and repair pin their own.
+	for i, db := range []*sql.DB{e.master, e.slaves[0]} {
+		name := pq.QuoteIdentifier(queryString(t, db, `SELECT current_database()`))
+		for _, set := range []string{"DateStyle = 'German, DMY'", "IntervalStyle = 'iso_8601'", "extra_float_digits = -15",
+			"TimeZone = 'Pacific/Chatham'", "bytea_output = 'escape'"} {
+			e.exec(db, fmt.Sprintf("ALTER DATABASE %s SET %s", name, set))
+		}
+		if i == 1 {
+			e.exec(db, fmt.Sprintf("ALTER DATABASE %s SET search_path = pg_temp", name))
+		}
+	}
+
 	for _, table := range all {
 		rep, sts := e.repair(RepairOptions{Slave: "lyon", Table: "public." + table, Apply: true})
 		if !rep.Applied || len(sts) == 0 {
@@ -350,13 +377,13 @@ func TestRepairEveryType(t *testing.T) {
 	if rep, _ := e.repair(RepairOptions{Slave: "lyon", Table: "public.every"}); rep.Missing+rep.Extra+rep.Different != 0 {
 		t.Errorf("every: still differs after repair: %+v", rep)
 	}
-	for _, r := range e.compareAll(CompareOptions{}) {
+	for _, r := range e.compareAll(CompareOptions{ChunkRows: 3}) {
 		if !r.Equal {
 			t.Errorf("after repair: %+v", r)
 		}
 	}
 	for _, c := range strings.Split(colNames(cols), ", ") {
-		q := fmt.Sprintf("SELECT string_agg(coalesce(%s::text, 'NULL'), ' | ' ORDER BY id) FROM every", c)
+		q := fmt.Sprintf("SELECT string_agg(coalesce(%s::text, 'NULL'), ' | ' ORDER BY id) FROM public.every", c)
 		if want, got := canonicalText(t, e.master, q), canonicalText(t, e.slaves[0], q); got != want {
 			t.Errorf("column %s: slave has %s, master has %s", c, got, want)
 		}

@@ -55,35 +55,50 @@ func TestPickTables(t *testing.T) {
 }
 
 func TestKeyRangeWhere(t *testing.T) {
-	one := &cmpTable{keys: []string{"id"}, keyTypes: []string{"integer"}}
-	two := &cmpTable{keys: []string{"a", `"B b"`}, keyTypes: []string{"text", "public.citext"}}
+	ops := func(names ...string) []string {
+		var out []string
+		for _, n := range names {
+			for _, o := range []string{"<", "<=", "=", ">=", ">"} {
+				out = append(out, strings.ReplaceAll(n, "OP", o))
+			}
+		}
+		return out
+	}
+	one := &cmpTable{keys: []string{"id"}, keyTypes: []string{"integer"}, keyOps: ops("pg_catalog.OP")}
+	two := &cmpTable{keys: []string{"a", `"B b"`}, keyTypes: []string{"text", "text"}, keyOps: ops("pg_catalog.OP", "pg_catalog.OP")}
+	mixed := &cmpTable{keys: []string{"a", "c"}, keyTypes: []string{"integer", "public.citext"}, keyOps: ops("pg_catalog.OP", "public.OP")}
 	tests := []struct {
-		t          *cmpTable
-		r          keyRange
-		where      string
-		args       string
-		describe   string
-		orderByKey string
+		t        *cmpTable
+		r        keyRange
+		where    string
+		args     string
+		describe string
+		order    string
 	}{
-		{one, keyRange{}, "true", "[]", "(whole table)", "tbl.id"},
-		{one, keyRange{lo: []string{"10"}}, "id > $1::integer", "[10]", "id > '10'", "tbl.id"},
-		{one, keyRange{hi: []string{"20"}}, "id <= $1::integer", "[20]", "id <= '20'", "tbl.id"},
-		{one, keyRange{lo: []string{"10"}, hi: []string{"20"}}, "id > $1::integer AND id <= $2::integer", "[10 20]", "id > '10' AND id <= '20'", "tbl.id"},
+		{one, keyRange{}, "true", "[]", "(whole table)", "tbl.id USING OPERATOR(pg_catalog.<)"},
+		{one, keyRange{lo: []string{"10"}}, "id OPERATOR(pg_catalog.>) $1::integer", "[10]", "id > '10'", ""},
+		{one, keyRange{hi: []string{"20"}}, "id OPERATOR(pg_catalog.<=) $1::integer", "[20]", "id <= '20'", ""},
+		{one, keyRange{lo: []string{"10"}, hi: []string{"20"}}, "id OPERATOR(pg_catalog.>) $1::integer AND id OPERATOR(pg_catalog.<=) $2::integer",
+			"[10 20]", "id > '10' AND id <= '20'", ""},
 		{two, keyRange{lo: []string{"x", "it's"}, hi: []string{"y", "z"}},
-			`(a, "B b") > ($1::text, $2::public.citext) AND (a, "B b") <= ($3::text, $4::public.citext)`, "[x it's y z]",
-			`(a, "B b") > ('x', 'it''s') AND (a, "B b") <= ('y', 'z')`, `tbl.a, tbl."B b"`},
+			`(a, "B b") OPERATOR(pg_catalog.>) ($1::text, $2::text) AND (a, "B b") OPERATOR(pg_catalog.<=) ($3::text, $4::text)`, "[x it's y z]",
+			`(a, "B b") > ('x', 'it''s') AND (a, "B b") <= ('y', 'z')`, `tbl.a USING OPERATOR(pg_catalog.<), tbl."B b" USING OPERATOR(pg_catalog.<)`},
+		{mixed, keyRange{lo: []string{"1", "x"}, hi: []string{"2", "y"}},
+			"a OPERATOR(pg_catalog.>=) $1::integer AND ((a OPERATOR(pg_catalog.>) $1::integer) OR (a OPERATOR(pg_catalog.=) $1::integer AND c OPERATOR(public.>) $2::public.citext))" +
+				" AND a OPERATOR(pg_catalog.<=) $3::integer AND ((a OPERATOR(pg_catalog.<) $3::integer) OR (a OPERATOR(pg_catalog.=) $3::integer AND c OPERATOR(public.<=) $4::public.citext))",
+			"[1 x 2 y]", "(a, c) > ('1', 'x') AND (a, c) <= ('2', 'y')", "tbl.a USING OPERATOR(pg_catalog.<), tbl.c USING OPERATOR(public.<)"},
 	}
 	for i, tt := range tests {
 		t.Run(fmt.Sprint(i), func(t *testing.T) {
 			w, args := tt.r.where(tt.t)
 			if w != tt.where || fmt.Sprint(args) != tt.args {
-				t.Errorf("where: %s %v, want %s %s", w, args, tt.where, tt.args)
+				t.Errorf("where:\n got %s %v\nwant %s %s", w, args, tt.where, tt.args)
 			}
 			if d := tt.r.describe(tt.t); d != tt.describe {
 				t.Errorf("describe: %s, want %s", d, tt.describe)
 			}
-			if o := keyOrder(tt.t); o != tt.orderByKey {
-				t.Errorf("order: %s, want %s", o, tt.orderByKey)
+			if o := keyOrder(tt.t); tt.order != "" && o != tt.order {
+				t.Errorf("order: %s, want %s", o, tt.order)
 			}
 		})
 	}
