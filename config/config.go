@@ -51,10 +51,8 @@ func (s Slave) UsesTwoPhase() bool { return s.TwoPhase == nil || *s.TwoPhase }
 
 // Replicate is the [replicate] section: what is captured and how often the daemon polls.
 type Replicate struct {
-	Tables  []string `toml:"tables"`
-	Exclude []string `toml:"exclude"`
-	// Sequences are schema.sequence patterns whose values follow the batches.
-	Sequences    []string `toml:"sequences"`
+	Tables       []string `toml:"tables"`
+	Exclude      []string `toml:"exclude"`
 	PollInterval Duration `toml:"poll_interval"`
 	// PurgeInterval is how often log rows every slave has passed are deleted.
 	PurgeInterval Duration `toml:"purge_interval"`
@@ -64,6 +62,8 @@ type Replicate struct {
 	// backlog is applied in several, each of whole source transactions.
 	BatchEvents int64 `toml:"batch_events"`
 	BatchBytes  Size  `toml:"batch_bytes"`
+	// Sequences are schema.sequence patterns whose values follow the batches.
+	Sequences []string `toml:"sequences"`
 }
 
 // Duration is a time.Duration written as a string in TOML ("5s", "250ms").
