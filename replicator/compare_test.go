@@ -327,8 +327,10 @@ func TestRepairEveryType(t *testing.T) {
 	// beside a built-in type: ranges are bounded and ordered by the key
 	// index's own operators, whatever the search_path.
 	schema.WriteString(`CREATE EXTENSION IF NOT EXISTS citext;
-		CREATE TABLE k_ci (k citext PRIMARY KEY, v text); CREATE TABLE k_mixed (a int, c citext, v text, PRIMARY KEY (a, c));`)
-	extra := []string{"k_ci", "k_mixed"}
+		CREATE TABLE k_ci (k citext PRIMARY KEY, v text); CREATE TABLE k_mixed (a int, c citext, v text, PRIMARY KEY (a, c));
+		CREATE TYPE r_pair AS (a int, b text); CREATE TYPE r_mood AS ENUM ('sad', 'happy'); CREATE DOMAIN r_pos AS int CHECK (VALUE > 0);
+		CREATE TABLE k_user (k r_pair PRIMARY KEY, m r_mood, p r_pos, a r_mood[], v text);`)
+	extra := []string{"k_ci", "k_mixed", "k_user"}
 	e := newEnv(t, setup{schema: schema.String(), twoPhase: []bool{false}})
 	e.start(nil)
 	// The rows are replicated, then changed by hand on the slave.
@@ -341,7 +343,8 @@ func TestRepairEveryType(t *testing.T) {
 	}
 	keyed.WriteString(`INSERT INTO k_ci SELECT CASE WHEN i % 2 = 0 THEN upper(w) ELSE w END, 'm' FROM
 			(SELECT i, chr(97 + i) || 'x' AS w FROM generate_series(0, 20) i) s;
-		INSERT INTO k_mixed SELECT i % 3, CASE WHEN i % 2 = 0 THEN 'B' ELSE 'a' END || i, 'm' FROM generate_series(1, 20) i;`)
+		INSERT INTO k_mixed SELECT i % 3, CASE WHEN i % 2 = 0 THEN 'B' ELSE 'a' END || i, 'm' FROM generate_series(1, 20) i;
+		INSERT INTO k_user SELECT ROW(i, 'b "' || i)::r_pair, 'happy', i, ARRAY['sad', NULL]::r_mood[], 'm' FROM generate_series(1, 6) i;`)
 	e.exec(e.master, keyed.String())
 	all := append(append([]string{"every"}, keyTables...), extra...)
 	e.waitConverged(60*time.Second, all...)
@@ -354,7 +357,8 @@ func TestRepairEveryType(t *testing.T) {
 		e.exec(e.slaves[0], fmt.Sprintf("UPDATE %s SET v = 'slave'", kt))
 	}
 	e.exec(e.slaves[0], `DELETE FROM k_ci WHERE k = 'DX'; INSERT INTO k_ci VALUES ('zZ', 's'); DELETE FROM k_mixed WHERE c = 'b4';
-		INSERT INTO k_mixed VALUES (1, 'ZZ', 's');`)
+		INSERT INTO k_mixed VALUES (1, 'ZZ', 's');
+		DELETE FROM k_user WHERE (k).a = 2; UPDATE k_user SET m = 'sad', p = 99, a = '{}' WHERE (k).a = 3;`)
 	// Sessions on either side that print values otherwise, and a slave
 	// whose search_path holds nothing: compare and repair pin their own.
 	for i, db := range []*sql.DB{e.master, e.slaves[0]} {

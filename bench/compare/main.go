@@ -12,6 +12,11 @@
 // on both servers at the same time. Reported: median seconds of RUNS runs,
 // rows/s, and the time of the master's SHARE lock.
 //
+// With the master otherwise idle, the CPU time each server spent (its
+// postmaster, its running processes and those it reaped meanwhile, from
+// /proc) is read too: rows per CPU second of the busier server is what the
+// rate would be with a core to each server, whatever else the machine runs.
+//
 // Knobs (environment): SCALE [10], RUNS [3], CHUNKS ["1000 10000 100000"],
 // LOAD_TPS [200] (0: no run under load).
 package main
@@ -50,6 +55,10 @@ type measure struct {
 	chunk   int
 	secs    []float64
 	lockMs  []float64
+	// cpu is the CPU time the busier server spent (master or slave, all
+	// its processes), for the runs with the master otherwise idle: a
+	// figure the machine's other load hardly moves.
+	cpu []float64
 }
 
 func run(ctx context.Context) error {
@@ -167,18 +176,30 @@ poll_interval = "1s"
 	}
 	for r := range runs {
 		rig.Logf("round %d of %d", r+1, runs)
-		secs, err := floorRun(ctx, master, slave)
+		var secs float64
+		cpu, err := busierCPU(func() error {
+			var err error
+			secs, err = floorRun(ctx, master, slave)
+			return err
+		}, master, slave)
 		if err != nil {
 			return err
 		}
 		floor.secs = append(floor.secs, secs)
+		floor.cpu = append(floor.cpu, cpu)
 		for _, c := range chunks {
-			secs, lock, err := compareRun(ctx, bin, cfg, c)
+			var secs, lock float64
+			cpu, err := busierCPU(func() error {
+				var err error
+				secs, lock, err = compareRun(ctx, bin, cfg, c)
+				return err
+			}, master, slave)
 			if err != nil {
 				return err
 			}
 			idle[c].secs = append(idle[c].secs, secs)
 			idle[c].lockMs = append(idle[c].lockMs, lock)
+			idle[c].cpu = append(idle[c].cpu, cpu)
 		}
 		if loadTPS == 0 {
 			continue
@@ -206,7 +227,7 @@ poll_interval = "1s"
 
 	rig.Header(fmt.Sprintf("compare rate: pgbench_accounts, %d rows (SCALE=%d), one slave", rows, scale), command)
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "variant\tchunk rows\tmedian s\trows/s\tvs floor\tlock ms (median)\truns s\t")
+	fmt.Fprintln(tw, "variant\tchunk rows\tmedian s\trows/s\tvs floor\tlock ms (median)\tCPU s, busier server\trows per CPU s\truns s\t")
 	fl := rig.Median(floor.secs)
 	for _, m := range results {
 		med := rig.Median(m.secs)
@@ -219,7 +240,12 @@ poll_interval = "1s"
 		for _, s := range m.secs {
 			each = append(each, fmt.Sprintf("%.2f", s))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%.2f\t%.0f\t%.2fx\t%s\t%s\t\n", m.variant, chunk, med, float64(rows)/med, med/fl, lock, strings.Join(each, " "))
+		cpu, perCPU := "-", "-"
+		if len(m.cpu) > 0 {
+			c := rig.Median(m.cpu)
+			cpu, perCPU = fmt.Sprintf("%.2f", c), fmt.Sprintf("%.0f", float64(rows)/c)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%.2f\t%.0f\t%.2fx\t%s\t%s\t%s\t%s\t\n", m.variant, chunk, med, float64(rows)/med, med/fl, lock, cpu, perCPU, strings.Join(each, " "))
 	}
 	return tw.Flush()
 }
@@ -269,4 +295,94 @@ func compareRun(ctx context.Context, bin, cfg string, chunk int) (float64, float
 		return 0, 0, fmt.Errorf("goreplica compare --chunk %d: not equal or unreadable (%v):\n%s", chunk, err, out)
 	}
 	return secs, res.Tables[0].LockMs, nil
+}
+
+// busierCPU runs f and returns the CPU time the busier of the servers
+// spent meanwhile.
+func busierCPU(f func() error, servers ...*pgserver.Server) (float64, error) {
+	before := make([]float64, len(servers))
+	for i, s := range servers {
+		c, err := serverCPU(s)
+		if err != nil {
+			return 0, err
+		}
+		before[i] = c
+	}
+	if err := f(); err != nil {
+		return 0, err
+	}
+	// The postmaster counts an ended backend's time once it has reaped it.
+	time.Sleep(200 * time.Millisecond)
+	most := 0.0
+	for i, s := range servers {
+		c, err := serverCPU(s)
+		if err != nil {
+			return 0, err
+		}
+		most = max(most, c-before[i])
+	}
+	return most, nil
+}
+
+// clockTicks is the kernel's USER_HZ, the unit of /proc/PID/stat times.
+const clockTicks = 100
+
+// serverCPU is the CPU time, in seconds, of a server's postmaster, of its
+// ended children (which it has reaped) and of its running children.
+func serverCPU(s *pgserver.Server) (float64, error) {
+	b, err := os.ReadFile(filepath.Join(s.DataDir, "postmaster.pid"))
+	if err != nil {
+		return 0, err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	pm, err := strconv.Atoi(strings.TrimSpace(line))
+	if err != nil {
+		return 0, fmt.Errorf("postmaster.pid: %w", err)
+	}
+	_, total, err := procTimes(pm, true)
+	if err != nil {
+		return 0, err
+	}
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, err
+	}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		parent, t, err := procTimes(pid, false)
+		if err == nil && parent == pm {
+			total += t
+		}
+	}
+	return total / clockTicks, nil
+}
+
+// procTimes reads a process's parent and its user and system time in
+// ticks, with its reaped children's when children is set.
+func procTimes(pid int, children bool) (int, float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	// Fields after the command name, which is in parentheses: state is
+	// field 3, ppid 4, utime 14, stime 15, cutime 16, cstime 17.
+	i := strings.LastIndexByte(string(b), ')')
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 15 {
+		return 0, 0, fmt.Errorf("/proc/%d/stat: too short", pid)
+	}
+	ppid, _ := strconv.Atoi(f[1])
+	var t float64
+	last := 12
+	if children {
+		last = 14
+	}
+	for _, x := range f[11 : last+1] {
+		v, _ := strconv.ParseFloat(x, 64)
+		t += v
+	}
+	return ppid, t, nil
 }
