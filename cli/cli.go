@@ -43,6 +43,8 @@ var verbs = []verb{
 	{"check", "[-c FILE] [--warning 30s] [--critical 5m]", "Nagios/Icinga plugin: one line with perfdata, exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN", true, (*CLI).runCheck},
 	{"conflicts", "[-c FILE] [--slave NAME] [--json]", "list the conflicts recorded on the slaves (replica.conflicts) and what was done about each", true, (*CLI).runConflicts},
 	{"skip", "[-c FILE] --slave NAME [--txid X]", "skip the one source transaction a slave stopped on (a conflict), record it, and let replication resume", true, (*CLI).runSkip},
+	{"compare", "[-c FILE] [TABLE...] [--slave NAME] [--json]", "compare tables on master and slaves by row checksums while writes go on: exit 0 equal, 1 differ, 3 could not compare", true, (*CLI).runCompare},
+	{"repair", "[-c FILE] --slave NAME TABLE [--apply] [--json]", "print (or --apply) the statements that make a slave's table equal to the master's", true, (*CLI).runRepair},
 	{"unregister", "[-c FILE] SLAVE", "remove a slave the configuration no longer names from the master's registry (it holds back purge)", true, (*CLI).runUnregister},
 	{"uninstall", "[-c FILE] --yes", "remove every trigger and the replica schema from master and slaves", true, (*CLI).runUninstall},
 	{"service", "ACTION [flags]", "install|uninstall|start|stop|restart|status|print-unit: goreplica as a system service", true, (*CLI).runService},

@@ -119,6 +119,7 @@ func replicatorOptions(cfg *config.Config) replicator.Options {
 		Master:        replicator.Node{Name: cfg.Master.Name, DSN: cfg.Master.DSN.Reveal()},
 		Tables:        cfg.Replicate.Tables,
 		Exclude:       cfg.Replicate.Exclude,
+		Sequences:     cfg.Replicate.Sequences,
 		PollInterval:  cfg.Replicate.PollInterval.Duration,
 		PurgeInterval: cfg.Replicate.PurgeInterval.Duration,
 		MaxBackoff:    cfg.Replicate.MaxBackoff.Duration,

@@ -74,6 +74,8 @@ type Replicate struct {
 	// OnConflictTables overrides it per table (schema.table patterns).
 	OnConflict       string            `toml:"on_conflict"`
 	OnConflictTables map[string]string `toml:"on_conflict_tables"`
+	// Sequences are schema.sequence patterns whose values follow the batches.
+	Sequences []string `toml:"sequences"`
 }
 
 // Duration is a time.Duration written as a string in TOML ("5s", "250ms").
@@ -431,6 +433,11 @@ func (c *Config) Validate() []error {
 		}
 		if _, _, ok := strings.Cut(p, "."); !ok {
 			add("%s[%d]: %q must be schema.table (wildcard * allowed, e.g. \"public.*\")", key, idx, p)
+		}
+	}
+	for i, p := range c.Replicate.Sequences {
+		if _, _, ok := strings.Cut(p, "."); !ok {
+			add("replicate.sequences[%d]: %q must be schema.sequence (wildcard * allowed, e.g. \"public.*\")", i, p)
 		}
 	}
 	positive := func(path string, d Duration) {

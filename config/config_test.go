@@ -27,7 +27,8 @@ func TestSampleDecodesStrictly(t *testing.T) {
 	if cfg.Metrics == nil || cfg.Metrics.Listen != "127.0.0.1:9187" {
 		t.Errorf("sample [metrics]: %+v", cfg.Metrics)
 	}
-	if cfg.Replicate.PollInterval.Duration != time.Second || !cfg.Slaves[0].UsesTwoPhase() {
+	if cfg.Replicate.PollInterval.Duration != time.Second || !cfg.Slaves[0].UsesTwoPhase() ||
+		strings.Join(cfg.Replicate.Sequences, ",") != "public.*" {
 		t.Errorf("sample values: %+v", cfg.Replicate)
 	}
 }
@@ -45,6 +46,7 @@ dsn = "x"
 [replicate]
 poll_interval = 5
 tables = ["orders"]
+sequences = ["public.*", "orders_id_seq"]
 `)
 	if err == nil {
 		t.Fatal("no error")
@@ -56,6 +58,7 @@ tables = ["orders"]
 		`slave "lyon".dsn: required`,
 		`slave[1].name: "lyon" is also the name of slave[0]`,
 		`replicate.tables[0]: "orders" must be schema.table`,
+		`replicate.sequences[1]: "orders_id_seq" must be schema.sequence`,
 		`replicate.poll_interval: 5 is not a duration`,
 	} {
 		if !strings.Contains(err.Error(), want) {

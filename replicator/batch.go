@@ -262,6 +262,9 @@ func (w *worker) apply(ctx context.Context, rows *sql.Rows, next position, maxEv
 			return 0, err
 		}
 	}
+	if err := w.pushSequences(ctx); err != nil {
+		return 0, err
+	}
 	args := append([]any{w.masterID, next.snapshot, next.batch, next.snapTime, w.r.opts.Master.Name}, next.rangeArgs()...)
 	res, err := w.conn.ExecContext(ctx, sqlUpdatePosition, args...)
 	if err != nil {

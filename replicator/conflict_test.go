@@ -50,16 +50,16 @@ func TestKeyCondition(t *testing.T) {
 
 func TestSequencesCollide(t *testing.T) {
 	tests := []struct {
-		a, b sequence
+		a, b siteSequence
 		want bool
 	}{
-		{sequence{51, 1}, sequence{51, 1}, true},
-		{sequence{51, 1}, sequence{900, 1}, true}, // the slower one reaches the other's values
-		{sequence{11, 10}, sequence{12, 10}, false},
-		{sequence{11, 10}, sequence{31, 10}, true},
-		{sequence{11, 10}, sequence{12, 5}, false},
-		{sequence{11, 10}, sequence{16, 5}, true},
-		{sequence{-1, -2}, sequence{-2, -2}, false},
+		{siteSequence{51, 1}, siteSequence{51, 1}, true},
+		{siteSequence{51, 1}, siteSequence{900, 1}, true}, // the slower one reaches the other's values
+		{siteSequence{11, 10}, siteSequence{12, 10}, false},
+		{siteSequence{11, 10}, siteSequence{31, 10}, true},
+		{siteSequence{11, 10}, siteSequence{12, 5}, false},
+		{siteSequence{11, 10}, siteSequence{16, 5}, true},
+		{siteSequence{-1, -2}, siteSequence{-2, -2}, false},
 	}
 	for _, tt := range tests {
 		if got := sequencesCollide(tt.a, tt.b); got != tt.want {
@@ -67,7 +67,7 @@ func TestSequencesCollide(t *testing.T) {
 		}
 	}
 	// The advice, applied, gives sequences that do not collide.
-	if sequencesCollide(sequence{61, 10}, sequence{62, 10}) {
+	if sequencesCollide(siteSequence{61, 10}, siteSequence{62, 10}) {
 		t.Error("the advised offsets collide")
 	}
 }

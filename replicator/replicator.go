@@ -30,6 +30,9 @@ type Options struct {
 	Slaves  []Node
 	Tables  []string // patterns over schema.table, * wildcard
 	Exclude []string
+	// Sequences are patterns over schema.sequence: their values go to the
+	// slaves with the batches, never moving a slave's backwards.
+	Sequences []string
 
 	PollInterval time.Duration // upper bound on latency when a NOTIFY is lost
 	// BatchEvents and BatchBytes bound a slave transaction: a larger

@@ -2,151 +2,179 @@ package replicator
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
-	"sort"
+	"strconv"
+	"strings"
+	"time"
 
 	"github.com/lib/pq"
 )
 
-const (
-	// sqlTableSequences lists the sequences the given tables' columns own
-	// (serial, identity): name and increment.
-	sqlTableSequences = `SELECT format('%I.%I', n.nspname, c.relname), s.seqincrement
-  FROM pg_depend d
-  JOIN pg_class c ON c.oid = d.objid AND c.relkind = 'S'
+// Sequences. The sequences that Options.Sequences names travel with the
+// batches: before a batch's slave transaction records its position, the
+// worker reads their values on the master (after the batch's snapshot was
+// taken, so each is at least the last value any of the batch's transactions
+// drew) and sets those that are ahead of the slave's on the slave, in the
+// same transaction. A slave's sequence never moves backwards (one already
+// ahead, or one drawn from on the slave, is left alone), so that a slave
+// promoted to master after a switch hands out no id the old master used.
+// setval is not transactional: a value set by a batch that is then rolled
+// back stays, which is harmless (it is still a value the master reached).
+
+// seqResolveEvery is how often a worker looks again for the sequences its
+// patterns match (a sequence created after the start is picked up then).
+const seqResolveEvery = time.Minute
+
+// sqlSequences lists the master's sequences: schema, name, quoted name,
+// and whether it counts down.
+const sqlSequences = `SELECT n.nspname, c.relname, format('%I.%I', n.nspname, c.relname), s.seqincrement < 0
+  FROM pg_class c
   JOIN pg_namespace n ON n.oid = c.relnamespace
   JOIN pg_sequence s ON s.seqrelid = c.oid
- WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
-   AND d.deptype IN ('a', 'i')
-   AND d.refobjid IN (SELECT to_regclass(x) FROM unnest($1::text[]) x)
- ORDER BY 1`
-	// sqlWrites tells whether a node is a master itself (captures tables):
-	// a site that writes.
-	sqlWrites       = `SELECT to_regclass('replica.tables') IS NOT NULL`
-	sqlWritesTables = `SELECT EXISTS (SELECT 1 FROM replica.tables)`
-)
+ WHERE c.relkind = 'S' AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'replica')
+ ORDER BY 1, 2`
 
-// sequence is where a sequence stands: the next value it hands out and its
-// increment.
+// sqlMissingSequences returns those of the names $1 that are no sequence on
+// the slave.
+const sqlMissingSequences = `SELECT coalesce(array_agg(n ORDER BY n), '{}') FROM unnest($1::text[]) AS n
+ WHERE NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = to_regclass(n) AND c.relkind = 'S')`
+
+// sequence is a sequence replicated to the slaves.
 type sequence struct {
-	next, increment int64
+	name string // quoted schema.name
+	down bool   // negative increment: "ahead" means lower
 }
 
-// sequencesCollide reports whether two sequences, on two sites that both
-// write, will hand out the same value: the values of each are next + k *
-// increment, and two such progressions meet exactly when their difference
-// is a multiple of the greatest common divisor of the increments (with
-// increments 1 always).
-func sequencesCollide(a, b sequence) bool {
-	g := gcd(abs(a.increment), abs(b.increment))
-	if g == 0 {
-		return a.next == b.next
-	}
-	d := (a.next - b.next) % g
-	return d == 0
+// seqSync is a worker's sequence state: the sequences it pushes, and the
+// value it last set of each (none is set again until the master's moves).
+type seqSync struct {
+	seqs       []sequence
+	sent       map[string]int64
+	resolvedAt time.Time
 }
 
-func gcd(a, b int64) int64 {
-	for b != 0 {
-		a, b = b, a%b
-	}
-	return a
-}
-
-func abs(x int64) int64 {
-	if x < 0 {
-		return -x
-	}
-	return x
-}
-
-// sequenceAdvice words the fix for a sequence that two sites share: one
-// increment for all (10: room for ten sites) and a distinct offset per
-// site, past the values either has handed out.
-func sequenceAdvice(name, master, slave string, m, s sequence) string {
-	base := (max(m.next, s.next)/10 + 1) * 10
-	return fmt.Sprintf("sequence %s hands out the same ids on master %s (next %d, increment %d) and on slave %s, which writes too (next %d, increment %d): rows inserted on both sites will collide on their keys. Give each writing site its own offset under one increment, e.g. for up to 10 sites: on %s ALTER SEQUENCE %s INCREMENT BY 10 RESTART WITH %d; on %s ALTER SEQUENCE %s INCREMENT BY 10 RESTART WITH %d",
-		name, master, m.next, m.increment, slave, s.next, s.increment, master, name, base+1, slave, name, base+2)
-}
-
-// sequenceWarnings compares the sequences of the chosen tables on the
-// master with the same sequences on every slave that writes too (a master
-// itself: it captures tables), and warns about each pair that would hand
-// out the same ids.
-func sequenceWarnings(ctx context.Context, opts Options, master *sql.DB, slaves []*sql.DB, chosen []Table) ([]string, error) {
-	names := make([]string, len(chosen))
-	for i, t := range chosen {
-		names[i] = t.Qualified()
-	}
-	ms, err := tableSequences(ctx, master, names)
-	if err != nil {
-		return nil, fmt.Errorf("read sequences on master %s: %w", opts.Master.Name, err)
-	}
-	if len(ms) == 0 {
-		return nil, nil
-	}
-	var out []string
-	for i, s := range opts.Slaves {
-		var hasSchema, writes bool
-		if err := slaves[i].QueryRowContext(ctx, sqlWrites).Scan(&hasSchema); err != nil {
-			return nil, fmt.Errorf("slave %s: %w", s.Name, err)
-		}
-		if hasSchema {
-			if err := slaves[i].QueryRowContext(ctx, sqlWritesTables).Scan(&writes); err != nil {
-				return nil, fmt.Errorf("slave %s: %w", s.Name, err)
-			}
-		}
-		if !writes {
-			continue
-		}
-		ss, err := tableSequences(ctx, slaves[i], names)
-		if err != nil {
-			return nil, fmt.Errorf("read sequences on slave %s: %w", s.Name, err)
-		}
-		keys := make([]string, 0, len(ms))
-		for k := range ms {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, name := range keys {
-			if sq, ok := ss[name]; ok && sequencesCollide(ms[name], sq) {
-				out = append(out, sequenceAdvice(name, opts.Master.Name, s.Name, ms[name], sq))
+// matchSequences picks the sequences whose schema.name a pattern matches.
+func matchSequences(all []sequence, plain []string, patterns []string) []sequence {
+	var out []sequence
+	for i, s := range all {
+		for _, p := range patterns {
+			if matchTable(p, plain[i]) {
+				out = append(out, s)
+				break
 			}
 		}
 	}
-	return out, nil
+	return out
 }
 
-func tableSequences(ctx context.Context, db *sql.DB, tables []string) (map[string]sequence, error) {
-	rows, err := db.QueryContext(ctx, sqlTableSequences, pq.Array(tables))
+// resolveSequences finds the sequences the patterns match on the master and
+// checks that each exists on the slave.
+func (w *worker) resolveSequences(ctx context.Context) error {
+	rows, err := w.r.master.QueryContext(ctx, sqlSequences)
 	if err != nil {
-		return nil, err
+		return w.masterErr("list sequences", err)
 	}
 	defer rows.Close()
-	out := map[string]sequence{}
+	var all []sequence
+	var plain []string
 	for rows.Next() {
-		var name string
+		var schema, name string
 		var s sequence
-		if err := rows.Scan(&name, &s.increment); err != nil {
-			return nil, err
+		if err := rows.Scan(&schema, &name, &s.name, &s.down); err != nil {
+			return w.masterErr("list sequences", err)
 		}
-		out[name] = s
+		all = append(all, s)
+		plain = append(plain, schema+"."+name)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, err
+		return w.masterErr("list sequences", err)
 	}
-	rows.Close()
-	// The next value, as the sequence itself holds it (a RESTART leaves
-	// pg_sequence's start value as it was).
-	for name, s := range out {
-		if err := db.QueryRowContext(ctx, fmt.Sprintf(sqlSequenceNext, name), s.increment).Scan(&s.next); err != nil {
-			return nil, fmt.Errorf("sequence %s: %w", name, err)
-		}
-		out[name] = s
+	chosen := matchSequences(all, plain, w.r.opts.Sequences)
+	names := make([]string, len(chosen))
+	for i, s := range chosen {
+		names[i] = s.name
 	}
-	return out, nil
+	var missing []string
+	if err := w.conn.QueryRowContext(ctx, sqlMissingSequences, pq.Array(names)).Scan(pq.Array(&missing)); err != nil {
+		return w.slaveErr("look up sequences", err)
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("slave %s: sequence %s (matched by replicate.sequences on master %s) does not exist on the slave: create it there, or narrow replicate.sequences",
+			w.slave.Name, strings.Join(missing, ", "), w.r.opts.Master.Name)
+	}
+	w.seqs = seqSync{seqs: chosen, sent: map[string]int64{}, resolvedAt: time.Now()}
+	return nil
 }
 
-// sqlSequenceNext reads the next value of the sequence named (quoted) at %s.
-const sqlSequenceNext = `SELECT CASE WHEN is_called THEN last_value + $1 ELSE last_value END FROM %s`
+// pushSequences sets, in the slave transaction under way, the sequences
+// whose master value moved since it last set them and is ahead of the
+// slave's.
+func (w *worker) pushSequences(ctx context.Context) error {
+	if len(w.r.opts.Sequences) == 0 {
+		return nil
+	}
+	if time.Since(w.seqs.resolvedAt) > seqResolveEvery {
+		if err := w.resolveSequences(ctx); err != nil {
+			return err
+		}
+	}
+	if len(w.seqs.seqs) == 0 {
+		return nil
+	}
+	var read strings.Builder
+	for i, s := range w.seqs.seqs {
+		if i > 0 {
+			read.WriteString(" UNION ALL ")
+		}
+		fmt.Fprintf(&read, "SELECT %d, last_value, is_called FROM %s", i, s.name)
+	}
+	rows, err := w.r.master.QueryContext(ctx, read.String())
+	if err != nil {
+		return w.masterErr("read sequences", err)
+	}
+	defer rows.Close()
+	var set []string
+	moved := map[string]int64{}
+	for rows.Next() {
+		var i int
+		var v int64
+		var called bool
+		if err := rows.Scan(&i, &v, &called); err != nil {
+			return w.masterErr("read sequences", err)
+		}
+		s := w.seqs.seqs[i]
+		if last, ok := w.seqs.sent[s.name]; !called || (ok && last == v) {
+			continue // never drawn from on the master, or unchanged
+		}
+		set = append(set, setvalAhead(s, v))
+		moved[s.name] = v
+	}
+	if err := rows.Err(); err != nil {
+		return w.masterErr("read sequences", err)
+	}
+	rows.Close()
+	if len(set) == 0 {
+		return nil
+	}
+	q := "SELECT count(*) FROM (" + strings.Join(set, " UNION ALL ") + ") s"
+	var n int
+	if err := w.conn.QueryRowContext(ctx, q).Scan(&n); err != nil {
+		return w.slaveErr("set sequences", err)
+	}
+	for k, v := range moved {
+		w.seqs.sent[k] = v
+	}
+	return nil
+}
+
+// setvalAhead is a query that sets sequence s on the slave to v, the
+// master's last value, unless the slave's is already there or beyond: its
+// next value must come after v. It returns a row when it set it.
+func setvalAhead(s sequence, v int64) string {
+	val := strconv.FormatInt(v, 10)
+	behind := "CASE WHEN is_called THEN last_value < " + val + " ELSE last_value <= " + val + " END"
+	if s.down {
+		behind = "CASE WHEN is_called THEN last_value > " + val + " ELSE last_value >= " + val + " END"
+	}
+	return fmt.Sprintf("SELECT setval(%s::regclass, %s) FROM %s WHERE %s", pq.QuoteLiteral(s.name), val, s.name, behind)
+}

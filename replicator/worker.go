@@ -84,6 +84,8 @@ type worker struct {
 	forward  bool
 	pos      position
 
+	// seqs are the sequences pushed with the batches (sequences.go).
+	seqs seqSync
 	// summary lists the transactions of the range under way, if any.
 	summary *rangeSummary
 	// slaveCaptures: the slave is itself a master (log triggers), whose
