@@ -33,7 +33,9 @@ type event struct {
 // chunk accumulates events for one replica.apply call. Consecutive logged
 // INSERTs into one table with the same column list and origin are joined
 // into one multi-row INSERT (three times faster to apply than one EXECUTE
-// each) unless exact is set; stmts[i] then covers nrows[i] events, from
+// each), and so are consecutive UPDATEs of one table setting the same
+// columns and DELETEs from one table, into set-based statements (join.go),
+// unless exact is set; stmts[i] then covers nrows[i] events, from
 // events[first[i]]. Consecutive TRUNCATEs of one transaction are always
 // joined into one statement: that is how the master ran them (one TRUNCATE
 // of several tables, or one with CASCADE, logs a TRUNCATE per table), and a
@@ -52,6 +54,8 @@ type chunk struct {
 	// CONFLICT ...), and its text so far.
 	runPrefix, runSuffix string
 	run                  strings.Builder
+	// The UPDATEs or DELETEs being joined (join.go).
+	rows rowRun
 }
 
 func (c *chunk) add(e event) {
@@ -66,7 +70,20 @@ func (c *chunk) add(e event) {
 			}
 		}
 	}
-	if !c.exact && e.op == 'I' {
+	if !c.exact && (e.op == 'U' || e.op == 'D') && len(e.sql) <= joinMaxBytes {
+		if rc, ok := parseRowChange(e.sql); ok {
+			if c.rows.accepts(rc, e.origin) {
+				c.rows.add(rc)
+				c.nrows[n-1]++
+				return
+			}
+			c.closeRun()
+			c.push(e, len(c.events)-1)
+			c.rows.start(rc, e.sql, e.origin)
+			return
+		}
+	}
+	if !c.exact && e.op == 'I' && len(e.sql) <= joinMaxBytes {
 		if prefix, values, suffix, ok := splitInsert(e.sql); ok {
 			if c.runPrefix == prefix && c.runSuffix == suffix && c.origins[n-1] == e.origin {
 				c.run.WriteString(", ")
@@ -101,6 +118,10 @@ func (c *chunk) push(e event, i int) {
 
 // closeRun ends the INSERT being joined, if any, as the last statement.
 func (c *chunk) closeRun() {
+	if c.rows.n > 0 {
+		c.stmts[len(c.stmts)-1] = c.rows.statement()
+		c.rows.n = 0
+	}
 	if c.runPrefix == "" {
 		return
 	}
@@ -123,10 +144,10 @@ func (c *chunk) reset() {
 	c.events, c.origins, c.ops, c.stmts, c.nrows, c.first, c.bytes = c.events[:0], c.origins[:0], c.ops[:0], c.stmts[:0], c.nrows[:0], c.first[:0], 0
 }
 
-// errJoined reports that a statement joining several logged INSERTs
-// conflicted or failed: the batch is rolled back and applied again one
+// errJoined reports that a statement joining several logged INSERTs,
+// UPDATEs or DELETEs conflicted or failed: the batch is rolled back and applied again one
 // statement per event, so that the conflict or error names the very row.
-var errJoined = errors.New("a joined INSERT conflicted or failed")
+var errJoined = errors.New("a joined statement conflicted or failed")
 
 // cycle applies one batch: the events that became visible on the master
 // since the slave's position. It returns how many events were applied.

@@ -105,8 +105,8 @@ type worker struct {
 
 	state   string
 	lastErr string
-	// exact applies one statement per event, without joining INSERTs: set
-	// to apply again a batch whose joined INSERT conflicted or failed, so
+	// exact applies one statement per event, without joining events: set
+	// to apply again a batch whose joined statement conflicted or failed, so
 	// that the conflict or error names the row; cleared by the next batch.
 	exact bool
 
@@ -166,7 +166,7 @@ func (w *worker) run(ctx context.Context) {
 		}
 		if errors.Is(err, errJoined) && !w.exact {
 			// Apply the batch again, one statement per event, at once.
-			w.log.Debug("a joined INSERT conflicted or failed: applying the batch again one statement per row", keyBatch, w.pos.batch+1)
+			w.log.Debug("a joined statement conflicted or failed: applying the batch again one statement per row", keyBatch, w.pos.batch+1)
 			w.exact = true
 			if _, err := w.conn.ExecContext(ctx, "ROLLBACK"); err != nil {
 				w.drop()
