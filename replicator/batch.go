@@ -137,10 +137,14 @@ func (c *chunk) full() bool {
 	if n := len(c.ops); n > 0 && c.ops[n-1] == "T" {
 		return false
 	}
-	return len(c.events) >= chunkStatements || c.bytes >= chunkBytes
+	return len(c.events) >= chunkStatements || c.bytes >= chunkBytes || c.alone()
 }
 
 func (c *chunk) reset() {
+	// Cleared, not only cut: the arrays would hold the statements until
+	// overwritten.
+	clear(c.events)
+	clear(c.stmts)
 	c.events, c.origins, c.ops, c.stmts, c.nrows, c.first, c.bytes = c.events[:0], c.origins[:0], c.ops[:0], c.stmts[:0], c.nrows[:0], c.first[:0], 0
 }
 
@@ -182,7 +186,7 @@ func (w *worker) cycle(ctx context.Context) (int, error) {
 	if snap == w.pos.snapshot {
 		return 0, nil
 	}
-	rows, err := tx.QueryContext(ctx, sqlEvents, w.pos.snapshot, w.slave.Name, w.forward)
+	rows, err := tx.QueryContext(ctx, sqlEvents, w.pos.snapshot, w.slave.Name, w.forward, aloneBytes)
 	if err != nil {
 		return 0, w.masterErr("read events", err)
 	}
@@ -227,11 +231,13 @@ func (w *worker) apply(ctx context.Context, rows *sql.Rows, next position, maxEv
 	var bytes int64
 	for rows.Next() {
 		var e event
-		var origin sql.NullString
-		var op string
-		if err := rows.Scan(&e.txid, &origin, &e.table, &op, &e.sql); err != nil {
+		var origin, text sql.NullString
+		var op, ctid string
+		var length int64
+		if err := rows.Scan(&e.txid, &origin, &e.table, &op, &text, &length, &ctid); err != nil {
 			return 0, w.masterErr("read events", err)
 		}
+		e.sql = text.String
 		e.op = op[0]
 		e.origin = w.r.opts.Master.Name
 		if origin.Valid {
@@ -243,9 +249,21 @@ func (w *worker) apply(ctx context.Context, rows *sql.Rows, next position, maxEv
 			}
 		}
 		n++
-		bytes += int64(len(e.sql))
+		bytes += length
 		if maxEvents > 0 && (int64(n) > maxEvents || bytes > maxBytes) {
 			return 0, errTooBig
+		}
+		if !text.Valid {
+			if len(c.events) > 0 {
+				if err := w.applyChunk(ctx, &c); err != nil {
+					return 0, err
+				}
+			}
+			big, err := w.readBig(ctx, ctid)
+			if err != nil {
+				return 0, err
+			}
+			e.sql = big
 		}
 		c.add(e)
 		if c.full() {
@@ -358,7 +376,13 @@ func (w *worker) applyChunk(ctx context.Context, c *chunk) error {
 	c.closeRun()
 	var failed int
 	var affected int64
-	err := w.conn.QueryRowContext(ctx, sqlApply, pq.Array(c.origins), pq.Array(c.ops), pq.Array(c.stmts), pq.Array(c.nrows)).Scan(&failed, &affected)
+	var err error
+	alone := c.alone()
+	if alone {
+		failed, affected, err = w.applyAlone(ctx, c)
+	} else {
+		err = w.conn.QueryRowContext(ctx, sqlApply, pq.Array(c.origins), pq.Array(c.ops), pq.Array(c.stmts), pq.Array(c.nrows)).Scan(&failed, &affected)
+	}
 	if err != nil {
 		var pe *pq.Error
 		if errors.As(err, &pe) {
@@ -383,6 +407,9 @@ func (w *worker) applyChunk(ctx context.Context, c *chunk) error {
 			Kind: classifyConflict(ev.op, affected), Affected: affected}
 	}
 	c.reset()
+	if alone {
+		releaseMemory()
+	}
 	return nil
 }
 

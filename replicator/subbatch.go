@@ -147,7 +147,7 @@ func (w *worker) subBatch(ctx context.Context) (int, error) {
 	for _, t := range w.summary.txs[i:j] {
 		txids = append(txids, strconv.FormatUint(t.key.txid, 10))
 	}
-	rows, err := w.r.master.QueryContext(ctx, sqlEventsOf, pq.Array(txids), w.slave.Name, w.forward)
+	rows, err := w.r.master.QueryContext(ctx, sqlEventsOf, pq.Array(txids), w.slave.Name, w.forward, aloneBytes)
 	if err != nil {
 		return 0, w.masterErr("read events", err)
 	}
