@@ -19,10 +19,8 @@ import (
 	"database/sql"
 	"fmt"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -36,15 +34,7 @@ type result struct {
 	secs      float64
 }
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx)
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "bench/bigvalue: "+err.Error())
-		os.Exit(1)
-	}
-}
+func main() { rig.Main("bench/bigvalue", run) }
 
 func run(ctx context.Context) error {
 	var k rig.Knobs
@@ -52,30 +42,12 @@ func run(ctx context.Context) error {
 	cases := strings.Split(k.String("CASES", "small,text,mixed,update"), ",")
 	command := k.Command("./bench/bigvalue")
 
-	dir, err := os.MkdirTemp("", "goreplica-bigvalue-")
+	srv, err := rig.StartServers(ctx, "goreplica-bigvalue-", nil, map[string]string{"max_prepared_transactions": "10"}, "slave")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	if err := os.Chmod(dir, 0o755); err != nil {
-		return err
-	}
-	rig.Logf("building goreplica")
-	bin, err := rig.Build(ctx, dir)
-	if err != nil {
-		return err
-	}
-	rig.Logf("starting master and slave servers (durable)")
-	master, err := rig.Start(ctx, rig.MasterDB, nil)
-	if err != nil {
-		return err
-	}
-	defer master.Close()
-	slave, err := rig.Start(ctx, "slave", map[string]string{"max_prepared_transactions": "10"})
-	if err != nil {
-		return err
-	}
-	defer slave.Close()
+	defer srv.Close()
+	dir, bin, master, slave := srv.Dir, srv.Bin, srv.Master, srv.Slave
 	m, err := rig.Open(master, rig.MasterDB)
 	if err != nil {
 		return err
