@@ -35,8 +35,9 @@ type event struct {
 // into one multi-row INSERT (three times faster to apply than one EXECUTE
 // each), and so are consecutive UPDATEs of one table setting the same
 // columns and DELETEs from one table, into set-based statements (join.go),
-// unless exact is set; stmts[i] then covers nrows[i] events, from
-// events[first[i]]. Consecutive TRUNCATEs of one transaction are always
+// unless exact is set; stmts[i] then covers the events from
+// events[first[i]] to the next statement's first, and must touch nrows[i]
+// rows. Consecutive TRUNCATEs of one transaction are always
 // joined into one statement: that is how the master ran them (one TRUNCATE
 // of several tables, or one with CASCADE, logs a TRUNCATE per table), and a
 // slave refuses to truncate a table that a foreign key references alone.
@@ -74,7 +75,7 @@ func (c *chunk) add(e event) {
 		if rc, ok := parseRowChange(e.sql); ok {
 			if c.rows.accepts(rc, e.origin) {
 				c.rows.add(rc)
-				c.nrows[n-1]++
+				c.nrows[n-1] = int32(len(c.rows.rows))
 				return
 			}
 			c.closeRun()
@@ -104,6 +105,14 @@ func (c *chunk) add(e event) {
 	c.stmts[len(c.stmts)-1] = e.sql
 }
 
+// covers returns how many events statement i applies.
+func (c *chunk) covers(i int) int {
+	if i+1 < len(c.first) {
+		return c.first[i+1] - c.first[i]
+	}
+	return len(c.events) - c.first[i]
+}
+
 // truncatePrefix starts every logged TRUNCATE (replica.truncate_log).
 const truncatePrefix = "TRUNCATE ONLY "
 
@@ -118,9 +127,9 @@ func (c *chunk) push(e event, i int) {
 
 // closeRun ends the INSERT being joined, if any, as the last statement.
 func (c *chunk) closeRun() {
-	if c.rows.n > 0 {
+	if c.rows.events > 0 {
 		c.stmts[len(c.stmts)-1] = c.rows.statement()
-		c.rows.n = 0
+		c.rows.events = 0
 	}
 	if c.runPrefix == "" {
 		return
@@ -388,7 +397,7 @@ func (w *worker) applyChunk(ctx context.Context, c *chunk) error {
 		if errors.As(err, &pe) {
 			if i, ok := strings.CutPrefix(pe.Hint, "replica.apply statement "); ok {
 				if k, e := strconv.Atoi(i); e == nil && k >= 1 && k <= len(c.stmts) {
-					if c.nrows[k-1] > 1 {
+					if c.covers(k-1) > 1 {
 						return errJoined
 					}
 					ev := c.events[c.first[k-1]]
@@ -399,7 +408,7 @@ func (w *worker) applyChunk(ctx context.Context, c *chunk) error {
 		return w.slaveErr("apply", err)
 	}
 	if failed > 0 {
-		if c.nrows[failed-1] > 1 {
+		if c.covers(failed-1) > 1 {
 			return errJoined
 		}
 		ev := c.events[c.first[failed-1]]

@@ -29,10 +29,12 @@ import (
 //
 // Each row of the table matches at most one VALUES row (the key is unique
 // under its own operator), so the statement's row count equals the number
-// of events exactly when each event found its own row. A run never holds
-// two events with the same key text; two keys that are equal under the
-// operator without being the same text (citext 'A' and 'a') touch one row
-// for two events, and the count sends the run to the per-event path. An
+// of its VALUES rows exactly when each found its own row. A run holds one
+// VALUES row per key text (a DELETE of a key already in the run starts
+// another run; an UPDATE of one replaces its values, see rowRun); two keys
+// that are equal under the operator without being the same text (citext
+// 'A' and 'a') touch one row for two VALUES rows, and the count sends the
+// run to the per-event path. An
 // UPDATE that sets a key column is never joined: the rows it moves could be
 // matched by the next events of the run in the order of the master, not of
 // a set-based statement.
@@ -141,40 +143,48 @@ func parseRowChange(sql string) (rc rowChange, ok bool) {
 	return rc, true
 }
 
-// rowRun is a run of joinable UPDATEs or DELETEs being built.
+// rowRun is a run of joinable UPDATEs or DELETEs being built. An UPDATE of
+// a row that the run already updates replaces that row's values (the run's
+// events all set the same columns, none of them a key column, and nothing
+// else comes between them), so that a hot row is updated once per run, not
+// once per event: the slave transaction does not pile up versions of it.
 type rowRun struct {
 	first  rowChange
 	sql    string // the first event's statement: a run of one is sent as it is
 	origin string
-	n      int
-	keys   map[string]struct{}
-	values strings.Builder // the VALUES rows after the first
+	events int            // events in the run
+	rows   []string       // the VALUES rows, one per distinct key
+	keys   map[string]int // key literals -> index in rows
 }
 
 // accepts reports whether rc can join the run.
 func (r *rowRun) accepts(rc rowChange, origin string) bool {
-	if r.n == 0 || r.first.shape != rc.shape || r.origin != origin {
+	if r.events == 0 || r.first.shape != rc.shape || r.origin != origin {
 		return false
 	}
 	_, dup := r.keys[rc.keyText]
-	return !dup
+	return !dup || rc.isUpdate
 }
 
 func (r *rowRun) start(rc rowChange, sql, origin string) {
-	r.first, r.sql, r.origin, r.n = rc, sql, origin, 1
-	r.keys = map[string]struct{}{rc.keyText: {}}
-	r.values.Reset()
+	r.first, r.sql, r.origin, r.events = rc, sql, origin, 1
+	r.keys = map[string]int{rc.keyText: 0}
+	r.rows = append(r.rows[:0], r.row(rc, 1))
 }
 
 func (r *rowRun) add(rc rowChange) {
-	r.n++
-	r.keys[rc.keyText] = struct{}{}
-	r.values.WriteString(", ")
-	r.row(&r.values, rc, r.n)
+	r.events++
+	if i, dup := r.keys[rc.keyText]; dup {
+		r.rows[i] = r.row(rc, i+1)
+		return
+	}
+	r.keys[rc.keyText] = len(r.rows)
+	r.rows = append(r.rows, r.row(rc, len(r.rows)+1))
 }
 
-// row writes the VALUES row of event number n of the run.
-func (r *rowRun) row(b *strings.Builder, rc rowChange, n int) {
+// row returns the VALUES row of the run's row number n.
+func (r *rowRun) row(rc rowChange, n int) string {
+	var b strings.Builder
 	b.WriteByte('(')
 	if rc.isUpdate {
 		b.WriteString(strconv.Itoa(n))
@@ -186,17 +196,17 @@ func (r *rowRun) row(b *strings.Builder, rc rowChange, n int) {
 	}
 	b.WriteString(strings.Join(rc.keyVals, ", "))
 	b.WriteByte(')')
+	return b.String()
 }
 
 // statement returns the run's statement: the logged one for a run of one,
 // else the set-based one.
 func (r *rowRun) statement() string {
-	if r.n == 1 {
+	if r.events == 1 {
 		return r.sql
 	}
 	f := r.first
 	var b strings.Builder
-	b.Grow(r.values.Len() + 256)
 	var cols strings.Builder
 	cols.WriteString("AS v(")
 	if f.isUpdate {
@@ -221,8 +231,7 @@ func (r *rowRun) statement() string {
 	} else {
 		b.WriteString("DELETE FROM ONLY " + f.table + " AS r USING (VALUES ")
 	}
-	r.row(&b, f, 1)
-	b.WriteString(r.values.String())
+	b.WriteString(strings.Join(r.rows, ", "))
 	for i := range f.keyCols {
 		if i > 0 {
 			cols.WriteString(", ")
