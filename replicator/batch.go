@@ -57,6 +57,11 @@ type chunk struct {
 	run                  strings.Builder
 	// The UPDATEs or DELETEs being joined (join.go).
 	rows rowRun
+	// group: events are held and grouped by table before they are added
+	// (group.go).
+	group        bool
+	pending      []event
+	pendingBytes int
 }
 
 func (c *chunk) add(e event) {
@@ -143,10 +148,14 @@ func (c *chunk) closeRun() {
 // full reports whether the chunk should be sent. A run of TRUNCATEs is never
 // cut: the next event may belong to it.
 func (c *chunk) full() bool {
-	if n := len(c.ops); n > 0 && c.ops[n-1] == "T" {
+	if n := len(c.pending); n > 0 {
+		if c.pending[n-1].op == 'T' {
+			return false
+		}
+	} else if n := len(c.ops); n > 0 && c.ops[n-1] == "T" {
 		return false
 	}
-	return len(c.events) >= chunkStatements || c.bytes >= chunkBytes || c.alone()
+	return len(c.events)+len(c.pending) >= chunkStatements || c.bytes+c.pendingBytes >= chunkBytes || c.alone()
 }
 
 func (c *chunk) reset() {
@@ -235,7 +244,7 @@ func (w *worker) apply(ctx context.Context, rows *sql.Rows, next position, maxEv
 		began = true
 		return nil
 	}
-	c := chunk{exact: w.exact}
+	c := chunk{exact: w.exact, group: w.group}
 	n := 0
 	var bytes int64
 	for rows.Next() {
@@ -263,7 +272,7 @@ func (w *worker) apply(ctx context.Context, rows *sql.Rows, next position, maxEv
 			return 0, errTooBig
 		}
 		if !text.Valid {
-			if len(c.events) > 0 {
+			if !c.empty() {
 				if err := w.applyChunk(ctx, &c); err != nil {
 					return 0, err
 				}
@@ -274,7 +283,7 @@ func (w *worker) apply(ctx context.Context, rows *sql.Rows, next position, maxEv
 			}
 			e.sql = big
 		}
-		c.add(e)
+		c.buffer(e)
 		if c.full() {
 			if err := w.applyChunk(ctx, &c); err != nil {
 				return 0, err
@@ -299,7 +308,7 @@ func (w *worker) apply(ctx context.Context, rows *sql.Rows, next position, maxEv
 			return 0, err
 		}
 	}
-	if len(c.events) > 0 {
+	if !c.empty() {
 		if err := w.applyChunk(ctx, &c); err != nil {
 			return 0, err
 		}
@@ -382,6 +391,7 @@ func (w *worker) commit(ctx context.Context, next position, snapTime time.Time) 
 // error into a ConflictError or ApplyError naming the statement (or into
 // errJoined when the statement joined several events).
 func (w *worker) applyChunk(ctx context.Context, c *chunk) error {
+	c.build()
 	c.closeRun()
 	var failed int
 	var affected int64

@@ -92,6 +92,9 @@ type worker struct {
 	// beginSQL begins a slave transaction (sqlBeginApply or
 	// sqlBeginApplyAsOrigin, chosen at connect).
 	beginSQL string
+	// group: the slave applies in replica mode, and a chunk's events are
+	// grouped by table (group.go).
+	group bool
 
 	lastAdvance   time.Time
 	lastHeartbeat time.Time // last write of seen_at by the worker itself (the fence)
@@ -374,6 +377,7 @@ func (w *worker) connect(ctx context.Context) error {
 		return w.slaveErr("read captured tables", err)
 	}
 	w.beginSQL = sqlBeginApply
+	w.group = replicaRole
 	if replicaRole {
 		w.beginSQL = sqlBeginApplyAsReplica
 	}
