@@ -110,8 +110,13 @@ func (c *chunk) add(e event) {
 	c.stmts[len(c.stmts)-1] = e.sql
 }
 
-// covers returns how many events statement i applies.
+// covers returns how many events statement i joins, counting a run of
+// TRUNCATEs as one: it is one statement on the master too, and is applied
+// the same way in exact mode.
 func (c *chunk) covers(i int) int {
+	if c.ops[i] == "T" {
+		return 1
+	}
 	if i+1 < len(c.first) {
 		return c.first[i+1] - c.first[i]
 	}

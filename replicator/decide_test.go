@@ -317,4 +317,7 @@ func TestChunkJoinsTruncatesOfOneTransaction(t *testing.T) {
 	if !slices.Equal(c.stmts, want) {
 		t.Errorf("statements:\n%s\nwant:\n%s", strings.Join(c.stmts, "\n"), strings.Join(want, "\n"))
 	}
+	if n := c.covers(0); n != 1 {
+		t.Errorf("a joined TRUNCATE covers %d statements, want 1: it is applied the same way in exact mode", n)
+	}
 }
