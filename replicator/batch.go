@@ -206,6 +206,7 @@ func (w *worker) cycle(ctx context.Context) (int, error) {
 	if err := tx.QueryRowContext(ctx, sqlSnapshot).Scan(&snap, &snapTime); err != nil {
 		return 0, w.masterErr("take snapshot", err)
 	}
+	takenAt := time.Now()
 	if snap == w.pos.snapshot {
 		return 0, nil
 	}
@@ -214,7 +215,7 @@ func (w *worker) cycle(ctx context.Context) (int, error) {
 		return 0, w.masterErr("read events", err)
 	}
 	defer rows.Close()
-	next := position{snapshot: snap, snapTime: snapTime, batch: w.pos.batch + 1}
+	next := position{snapshot: snap, snapTime: snapTime, batch: w.pos.batch + 1, takenAt: takenAt}
 	n, err := w.apply(ctx, rows, next, w.r.opts.BatchEvents, w.r.opts.BatchBytes)
 	if errors.Is(err, errTooBig) {
 		// A backlog: apply it in sub-batches, this snapshot being the
@@ -304,10 +305,9 @@ func (w *worker) apply(ctx context.Context, rows *sql.Rows, next position, maxEv
 	if n == 0 && next.hi == "" && w.pos.hi == "" && time.Since(w.lastAdvance) < advanceEvery {
 		return 0, nil
 	}
-	if _, err := w.r.master.ExecContext(ctx, fmt.Sprintf(sqlFence, pq.QuoteLiteral(w.slave.Name))); err != nil {
-		return 0, w.masterErr("flush the master's log past the batch", err)
+	if err := w.fence(ctx, next.takenAt); err != nil {
+		return 0, err
 	}
-	w.lastHeartbeat = time.Now()
 	if !began {
 		if err := begin(); err != nil {
 			return 0, err

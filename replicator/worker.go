@@ -69,6 +69,9 @@ type position struct {
 	hi     string
 	hiTime time.Time
 	cut    txKey
+	// takenAt: this process saw the snapshot (and hi) taken before then
+	// (fence.go); zero when unknown.
+	takenAt time.Time
 }
 
 type worker struct {
