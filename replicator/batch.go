@@ -33,8 +33,11 @@ type event struct {
 // chunk accumulates events for one replica.apply call. Consecutive logged
 // INSERTs into one table with the same column list and origin are joined
 // into one multi-row INSERT (three times faster to apply than one EXECUTE
-// each) unless exact is set; stmts[i] then covers nrows[i] events, from
-// events[first[i]]. Consecutive TRUNCATEs of one transaction are always
+// each), and so are consecutive UPDATEs of one table setting the same
+// columns and DELETEs from one table, into set-based statements (join.go),
+// unless exact is set; stmts[i] then covers the events from
+// events[first[i]] to the next statement's first, and must touch nrows[i]
+// rows. Consecutive TRUNCATEs of one transaction are always
 // joined into one statement: that is how the master ran them (one TRUNCATE
 // of several tables, or one with CASCADE, logs a TRUNCATE per table), and a
 // slave refuses to truncate a table that a foreign key references alone.
@@ -52,6 +55,13 @@ type chunk struct {
 	// CONFLICT ...), and its text so far.
 	runPrefix, runSuffix string
 	run                  strings.Builder
+	// The UPDATEs or DELETEs being joined (join.go).
+	rows rowRun
+	// group: events are held and grouped by table before they are added
+	// (group.go).
+	group        bool
+	pending      []event
+	pendingBytes int
 }
 
 func (c *chunk) add(e event) {
@@ -66,7 +76,20 @@ func (c *chunk) add(e event) {
 			}
 		}
 	}
-	if !c.exact && e.op == 'I' {
+	if !c.exact && (e.op == 'U' || e.op == 'D') && len(e.sql) <= joinMaxBytes {
+		if rc, ok := parseRowChange(e.sql); ok {
+			if c.rows.accepts(rc, e.origin) {
+				c.rows.add(rc)
+				c.nrows[n-1] = int32(len(c.rows.rows))
+				return
+			}
+			c.closeRun()
+			c.push(e, len(c.events)-1)
+			c.rows.start(rc, e.sql, e.origin)
+			return
+		}
+	}
+	if !c.exact && e.op == 'I' && len(e.sql) <= joinMaxBytes {
 		if prefix, values, suffix, ok := splitInsert(e.sql); ok {
 			if c.runPrefix == prefix && c.runSuffix == suffix && c.origins[n-1] == e.origin {
 				c.run.WriteString(", ")
@@ -87,6 +110,19 @@ func (c *chunk) add(e event) {
 	c.stmts[len(c.stmts)-1] = e.sql
 }
 
+// covers returns how many events statement i joins, counting a run of
+// TRUNCATEs as one: it is one statement on the master too, and is applied
+// the same way in exact mode.
+func (c *chunk) covers(i int) int {
+	if c.ops[i] == "T" {
+		return 1
+	}
+	if i+1 < len(c.first) {
+		return c.first[i+1] - c.first[i]
+	}
+	return len(c.events) - c.first[i]
+}
+
 // truncatePrefix starts every logged TRUNCATE (replica.truncate_log).
 const truncatePrefix = "TRUNCATE ONLY "
 
@@ -101,6 +137,10 @@ func (c *chunk) push(e event, i int) {
 
 // closeRun ends the INSERT being joined, if any, as the last statement.
 func (c *chunk) closeRun() {
+	if c.rows.events > 0 {
+		c.stmts[len(c.stmts)-1] = c.rows.statement()
+		c.rows.events = 0
+	}
 	if c.runPrefix == "" {
 		return
 	}
@@ -113,20 +153,28 @@ func (c *chunk) closeRun() {
 // full reports whether the chunk should be sent. A run of TRUNCATEs is never
 // cut: the next event may belong to it.
 func (c *chunk) full() bool {
-	if n := len(c.ops); n > 0 && c.ops[n-1] == "T" {
+	if n := len(c.pending); n > 0 {
+		if c.pending[n-1].op == 'T' {
+			return false
+		}
+	} else if n := len(c.ops); n > 0 && c.ops[n-1] == "T" {
 		return false
 	}
-	return len(c.events) >= chunkStatements || c.bytes >= chunkBytes
+	return len(c.events)+len(c.pending) >= chunkStatements || c.bytes+c.pendingBytes >= chunkBytes || c.alone()
 }
 
 func (c *chunk) reset() {
+	// Cleared, not only cut: the arrays would hold the statements until
+	// overwritten.
+	clear(c.events)
+	clear(c.stmts)
 	c.events, c.origins, c.ops, c.stmts, c.nrows, c.first, c.bytes = c.events[:0], c.origins[:0], c.ops[:0], c.stmts[:0], c.nrows[:0], c.first[:0], 0
 }
 
-// errJoined reports that a statement joining several logged INSERTs
-// conflicted or failed: the batch is rolled back and applied again one
+// errJoined reports that a statement joining several logged INSERTs,
+// UPDATEs or DELETEs conflicted or failed: the batch is rolled back and applied again one
 // statement per event, so that the conflict or error names the very row.
-var errJoined = errors.New("a joined INSERT conflicted or failed")
+var errJoined = errors.New("a joined statement conflicted or failed")
 
 // cycle applies one batch: the events that became visible on the master
 // since the slave's position. It returns how many events were applied.
@@ -158,15 +206,16 @@ func (w *worker) cycle(ctx context.Context) (int, error) {
 	if err := tx.QueryRowContext(ctx, sqlSnapshot).Scan(&snap, &snapTime); err != nil {
 		return 0, w.masterErr("take snapshot", err)
 	}
+	takenAt := time.Now()
 	if snap == w.pos.snapshot {
 		return 0, nil
 	}
-	rows, err := tx.QueryContext(ctx, sqlEvents, w.pos.snapshot, w.slave.Name, w.forward)
+	rows, err := tx.QueryContext(ctx, sqlEvents, w.pos.snapshot, w.slave.Name, w.forward, aloneBytes)
 	if err != nil {
 		return 0, w.masterErr("read events", err)
 	}
 	defer rows.Close()
-	next := position{snapshot: snap, snapTime: snapTime, batch: w.pos.batch + 1}
+	next := position{snapshot: snap, snapTime: snapTime, batch: w.pos.batch + 1, takenAt: takenAt}
 	n, err := w.apply(ctx, rows, next, w.r.opts.BatchEvents, w.r.opts.BatchBytes)
 	if errors.Is(err, errTooBig) {
 		// A backlog: apply it in sub-batches, this snapshot being the
@@ -201,18 +250,20 @@ func (w *worker) apply(ctx context.Context, rows *sql.Rows, next position, maxEv
 		began = true
 		return nil
 	}
-	c := chunk{exact: w.exact}
+	c := chunk{exact: w.exact, group: w.group}
 	n := 0
 	var bytes int64
 	w.conflicts = nil
 	skipped := false
 	for rows.Next() {
 		var e event
-		var origin sql.NullString
-		var op string
-		if err := rows.Scan(&e.txid, &origin, &e.table, &op, &e.sql); err != nil {
+		var origin, text sql.NullString
+		var op, ctid string
+		var length int64
+		if err := rows.Scan(&e.txid, &origin, &e.table, &op, &text, &length, &ctid); err != nil {
 			return 0, w.masterErr("read events", err)
 		}
+		e.sql = text.String
 		e.op = op[0]
 		if w.skips[e.txid] {
 			skipped = true // left out by 'goreplica skip'
@@ -228,11 +279,23 @@ func (w *worker) apply(ctx context.Context, rows *sql.Rows, next position, maxEv
 			}
 		}
 		n++
-		bytes += int64(len(e.sql))
+		bytes += length
 		if maxEvents > 0 && (int64(n) > maxEvents || bytes > maxBytes) {
 			return 0, errTooBig
 		}
-		c.add(e)
+		if !text.Valid {
+			if !c.empty() {
+				if err := w.applyChunk(ctx, &c); err != nil {
+					return 0, err
+				}
+			}
+			big, err := w.readBig(ctx, ctid)
+			if err != nil {
+				return 0, err
+			}
+			e.sql = big
+		}
+		c.buffer(e)
 		if c.full() {
 			if err := w.applyChunk(ctx, &c); err != nil {
 				return 0, err
@@ -248,16 +311,15 @@ func (w *worker) apply(ctx context.Context, rows *sql.Rows, next position, maxEv
 	if n == 0 && !skipped && next.hi == "" && w.pos.hi == "" && time.Since(w.lastAdvance) < advanceEvery {
 		return 0, nil
 	}
-	if _, err := w.r.master.ExecContext(ctx, fmt.Sprintf(sqlFence, pq.QuoteLiteral(w.slave.Name))); err != nil {
-		return 0, w.masterErr("flush the master's log past the batch", err)
+	if err := w.fence(ctx, next.takenAt); err != nil {
+		return 0, err
 	}
-	w.lastHeartbeat = time.Now()
 	if !began {
 		if err := begin(); err != nil {
 			return 0, err
 		}
 	}
-	if len(c.events) > 0 {
+	if !c.empty() {
 		if err := w.applyChunk(ctx, &c); err != nil {
 			return 0, err
 		}
@@ -348,32 +410,43 @@ func (w *worker) commit(ctx context.Context, next position, snapTime time.Time) 
 // (resolveConflict): unless it stops the batch, the chunk goes on from the
 // next statement.
 func (w *worker) applyChunk(ctx context.Context, c *chunk) error {
+	c.build()
 	c.closeRun()
+	alone := c.alone()
 	for from := 0; from < len(c.stmts); {
-		next, err := w.applyFrom(ctx, c, from)
+		next, err := w.applyFrom(ctx, c, from, alone)
 		if err != nil {
 			return err
 		}
 		from = next
 	}
 	c.reset()
+	if alone {
+		releaseMemory()
+	}
 	return nil
 }
 
 // applyFrom applies the chunk's statements from index from on, and returns
 // the index to go on from: past the end when all applied, past a
-// conflicting statement that its policy resolved.
-func (w *worker) applyFrom(ctx context.Context, c *chunk, from int) (int, error) {
+// conflicting statement that its policy resolved. A chunk to be sent alone
+// holds one statement.
+func (w *worker) applyFrom(ctx context.Context, c *chunk, from int, alone bool) (int, error) {
 	var failed int
 	var affected int64
-	err := w.conn.QueryRowContext(ctx, sqlApply, pq.Array(c.origins[from:]), pq.Array(c.ops[from:]), pq.Array(c.stmts[from:]), pq.Array(c.nrows[from:])).Scan(&failed, &affected)
+	var err error
+	if alone {
+		failed, affected, err = w.applyAlone(ctx, c)
+	} else {
+		err = w.conn.QueryRowContext(ctx, sqlApply, pq.Array(c.origins[from:]), pq.Array(c.ops[from:]), pq.Array(c.stmts[from:]), pq.Array(c.nrows[from:])).Scan(&failed, &affected)
+	}
 	if err != nil {
 		var pe *pq.Error
 		if errors.As(err, &pe) {
 			if i, ok := strings.CutPrefix(pe.Hint, "replica.apply statement "); ok {
 				if k, e := strconv.Atoi(i); e == nil && k >= 1 && from+k <= len(c.stmts) {
 					k += from
-					if c.nrows[k-1] > 1 {
+					if c.covers(k-1) > 1 {
 						return 0, errJoined
 					}
 					ev := c.events[c.first[k-1]]
@@ -387,7 +460,7 @@ func (w *worker) applyFrom(ctx context.Context, c *chunk, from int) (int, error)
 		return len(c.stmts), nil
 	}
 	k := from + failed - 1
-	if c.nrows[k] > 1 {
+	if c.covers(k) > 1 {
 		return 0, errJoined
 	}
 	ev := c.events[c.first[k]]

@@ -375,10 +375,10 @@ const sqlTablePending = `SELECT count(*) FROM replica.replica_log l
    AND l.txid >= pg_snapshot_xmin($2::pg_snapshot)
    AND NOT pg_visible_in_snapshot(l.txid, $2::pg_snapshot)
    AND ($8 = '' OR pg_visible_in_snapshot(l.txid, nullif($8, '')::pg_snapshot))
-   AND (l.origin IS NULL OR ($4 AND l.origin <> $3))
+   AND (l.origin IS NULL OR ($4 AND l.origin <> $3 AND l.via IS DISTINCT FROM $3))
    AND NOT ($5 <> '' AND pg_visible_in_snapshot(l.txid, nullif($5, '')::pg_snapshot)
             AND ((SELECT max(m.lsn) FROM replica.replica_log m
-                   WHERE m.txid = l.txid AND (m.origin IS NULL OR ($4 AND m.origin <> $3))), l.txid)
+                   WHERE m.txid = l.txid AND (m.origin IS NULL OR ($4 AND m.origin <> $3 AND m.via IS DISTINCT FROM $3))), l.txid)
                 <= (nullif($6, '')::pg_lsn, nullif($7, '')::xid8))`
 
 // sqlSlaveSeen says how long ago a daemon's worker for the slave was heard

@@ -272,11 +272,7 @@ func TestChunkJoinsConsecutiveInserts(t *testing.T) {
 	upd := event{txid: "1", origin: "m", table: "public.t", op: 'U', sql: "UPDATE public.t SET v = 'x' WHERE id = '1'"}
 	evs := []event{ins("public.t", "1", "m"), ins("public.t", "2", "m"), ins("public.t", "3", "m"), upd,
 		ins("public.t", "4", "m"), ins("public.u", "5", "m"), ins("public.u", "6", "other")}
-	var c chunk
-	for _, e := range evs {
-		c.add(e)
-	}
-	c.closeRun()
+	c := chunkOf(false, evs)
 	want := []string{
 		"INSERT INTO public.t (id) VALUES ('1'), ('2'), ('3') ON CONFLICT (id) DO NOTHING",
 		upd.sql,
@@ -287,21 +283,7 @@ func TestChunkJoinsConsecutiveInserts(t *testing.T) {
 	if !slices.Equal(c.stmts, want) {
 		t.Errorf("statements:\n%s\nwant:\n%s", strings.Join(c.stmts, "\n"), strings.Join(want, "\n"))
 	}
-	if want := []int32{3, 1, 1, 1, 1}; !slices.Equal(c.nrows, want) {
-		t.Errorf("nrows = %v, want %v", c.nrows, want)
-	}
-	if want := []int{0, 3, 4, 5, 6}; !slices.Equal(c.first, want) {
-		t.Errorf("first = %v, want %v", c.first, want)
-	}
-
-	exact := chunk{exact: true}
-	for _, e := range evs {
-		exact.add(e)
-	}
-	exact.closeRun()
-	if len(exact.stmts) != len(evs) {
-		t.Errorf("exact chunk joined statements: %q", exact.stmts)
-	}
+	checkRuns(t, evs, c, []int32{3, 1, 1, 1, 1}, []int{0, 3, 4, 5, 6})
 }
 
 // trigger.sql records the schema version the code expects.
@@ -334,5 +316,8 @@ func TestChunkJoinsTruncatesOfOneTransaction(t *testing.T) {
 		"TRUNCATE ONLY public.p", "TRUNCATE ONLY public.c"}
 	if !slices.Equal(c.stmts, want) {
 		t.Errorf("statements:\n%s\nwant:\n%s", strings.Join(c.stmts, "\n"), strings.Join(want, "\n"))
+	}
+	if n := c.covers(0); n != 1 {
+		t.Errorf("a joined TRUNCATE covers %d statements, want 1: it is applied the same way in exact mode", n)
 	}
 }

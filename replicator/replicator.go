@@ -105,6 +105,8 @@ type Replicator struct {
 
 	// hook is copied to every worker (tests only).
 	hook func(slave, step string) error
+	// fences is shared by the workers (fence.go).
+	fences fences
 }
 
 // New checks the options and prepares a Replicator. It does not connect.

@@ -46,7 +46,10 @@ const (
 	// slave does not want them forwarded. ORDER BY
 	// names the table's columns: a bare txid would be the txid::text output
 	// column, sorted as text.
-	sqlEvents = `SELECT txid::text, origin, tbl, op, sql FROM replica.replica_log
+	// A statement longer than $4 bytes comes as NULL, with its length and
+	// row: it is read alone (sqlBigStatement, alone.go).
+	sqlEvents = `SELECT txid::text, origin, tbl, op, CASE WHEN octet_length(sql) <= $4 THEN sql END, octet_length(sql), ctid::text
+  FROM replica.replica_log
  WHERE txid >= pg_snapshot_xmin($1::pg_snapshot)
    AND NOT pg_visible_in_snapshot(txid, $1::pg_snapshot)
    AND (origin IS NULL OR ($3 AND origin <> $2 AND via IS DISTINCT FROM $2))
@@ -62,7 +65,8 @@ const (
  GROUP BY txid
  ORDER BY max(lsn), txid`
 	// sqlEventsOf streams the events of the transactions of one sub-batch.
-	sqlEventsOf = `SELECT txid::text, origin, tbl, op, sql FROM replica.replica_log
+	sqlEventsOf = `SELECT txid::text, origin, tbl, op, CASE WHEN octet_length(sql) <= $4 THEN sql END, octet_length(sql), ctid::text
+  FROM replica.replica_log
  WHERE txid = ANY ($1::text[]::xid8[])
    AND (origin IS NULL OR ($3 AND origin <> $2 AND via IS DISTINCT FROM $2))
  ORDER BY replica_log.lsn, replica_log.txid`

@@ -135,6 +135,8 @@ func (w *worker) subBatch(ctx context.Context) (int, error) {
 		}
 		w.summary = s
 	}
+	// Every transaction of the range is visible in hi, taken before now.
+	takenAt := time.Now()
 	i, j := pickSubBatch(w.summary.txs, w.pos.cut, w.r.opts.BatchEvents, w.r.opts.BatchBytes)
 	next := position{snapshot: w.pos.snapshot, snapTime: w.pos.snapTime, batch: w.pos.batch + 1,
 		hi: w.pos.hi, hiTime: w.pos.hiTime}
@@ -143,11 +145,12 @@ func (w *worker) subBatch(ctx context.Context) (int, error) {
 	} else {
 		next.cut = w.summary.txs[j-1].key
 	}
+	next.takenAt = takenAt
 	txids := make([]string, 0, j-i)
 	for _, t := range w.summary.txs[i:j] {
 		txids = append(txids, strconv.FormatUint(t.key.txid, 10))
 	}
-	rows, err := w.r.master.QueryContext(ctx, sqlEventsOf, pq.Array(txids), w.slave.Name, w.forward)
+	rows, err := w.r.master.QueryContext(ctx, sqlEventsOf, pq.Array(txids), w.slave.Name, w.forward, aloneBytes)
 	if err != nil {
 		return 0, w.masterErr("read events", err)
 	}

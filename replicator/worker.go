@@ -69,6 +69,9 @@ type position struct {
 	hi     string
 	hiTime time.Time
 	cut    txKey
+	// takenAt: this process saw the snapshot (and hi) taken before then
+	// (fence.go); zero when unknown.
+	takenAt time.Time
 }
 
 type worker struct {
@@ -94,6 +97,9 @@ type worker struct {
 	// beginSQL begins a slave transaction (sqlBeginApply or
 	// sqlBeginApplyAsOrigin, chosen at connect).
 	beginSQL string
+	// group: the slave applies in replica mode, and a chunk's events are
+	// grouped by table (group.go).
+	group bool
 
 	lastAdvance   time.Time
 	lastHeartbeat time.Time // last write of seen_at by the worker itself (the fence)
@@ -113,8 +119,8 @@ type worker struct {
 	conflicts []*ConflictError
 	skips     map[string]bool
 
-	// exact applies one statement per event, without joining INSERTs: set
-	// to apply again a batch whose joined INSERT conflicted or failed, so
+	// exact applies one statement per event, without joining events: set
+	// to apply again a batch whose joined statement conflicted or failed, so
 	// that the conflict or error names the row; cleared by the next batch.
 	exact bool
 
@@ -174,7 +180,7 @@ func (w *worker) run(ctx context.Context) {
 		}
 		if errors.Is(err, errJoined) && !w.exact {
 			// Apply the batch again, one statement per event, at once.
-			w.log.Debug("a joined INSERT conflicted or failed: applying the batch again one statement per row", keyBatch, w.pos.batch+1)
+			w.log.Debug("a joined statement conflicted or failed: applying the batch again one statement per row", keyBatch, w.pos.batch+1)
 			w.exact = true
 			if _, err := w.conn.ExecContext(ctx, "ROLLBACK"); err != nil {
 				w.drop()
@@ -382,6 +388,7 @@ func (w *worker) connect(ctx context.Context) error {
 		return w.slaveErr("read captured tables", err)
 	}
 	w.beginSQL = sqlBeginApply
+	w.group = replicaRole
 	if replicaRole {
 		w.beginSQL = sqlBeginApplyAsReplica
 	}

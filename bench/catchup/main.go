@@ -12,11 +12,13 @@
 //
 // Workloads: tpcb, pgbench's TPC-B-like script (three hot-spot updates, a
 // history insert per transaction; pgbench_history is given a key, which
-// goreplica needs), and hot, updates of 10 rows only. Sizes are numbers of
+// goreplica needs), hot, updates of 10 rows only, update, single-row
+// updates of pgbench_accounts by random key, and delete, single-row
+// deletes of rows written (and drained, untimed) before the burst. Sizes are numbers of
 // transactions; the target (DESIGN.md): the rate flat within 1.3x from the
 // smallest to the largest backlog, and >= native's in the same run.
 //
-// Knobs (environment): SIZES [10000,40000,160000], WORKLOADS [tpcb,hot],
+// Knobs (environment): SIZES [10000,40000,160000], WORKLOADS [tpcb,hot,update,delete],
 // CLIENTS [4] pgbench clients for the burst, SCALE [1] pgbench scale,
 // WHOLE_MAX [40000] the largest backlog goreplica_whole is timed on (its
 // time grows with the square of a hot-row backlog).
@@ -71,6 +73,15 @@ END;
 	"hot": `\set id random(1, 10)
 UPDATE hot SET n = n + 1, t = random()::text WHERE id = :id;
 `,
+	"update": `\set aid random(1, 100000 * :scale)
+\set delta random(-5000, 5000)
+UPDATE pgbench_accounts SET abalance = abalance + :delta WHERE aid = :aid;
+`,
+	// Each transaction deletes a row of its own: del holds the rows the
+	// burst deletes, written (and drained by every consumer) before it.
+	"delete": `SELECT nextval('del_seq') AS id \gset
+DELETE FROM del WHERE id = :id;
+`,
 }
 
 type drain struct {
@@ -100,7 +111,7 @@ func run(ctx context.Context) error {
 		}
 		sizes = append(sizes, n)
 	}
-	workloads := strings.Split(k.String("WORKLOADS", "tpcb,hot"), ",")
+	workloads := strings.Split(k.String("WORKLOADS", "tpcb,hot,update,delete"), ",")
 	clients := k.Int("CLIENTS", 4)
 	scale := k.Int("SCALE", 1)
 	wholeMax := k.Int("WHOLE_MAX", 40000)
@@ -154,7 +165,9 @@ func run(ctx context.Context) error {
 	const extra = `ALTER TABLE pgbench_history ADD COLUMN hid bigserial PRIMARY KEY;
 CREATE TABLE hot (id int PRIMARY KEY, n bigint, t text);
 INSERT INTO hot SELECT g, 0, '' FROM generate_series(1, 10) g;
-CREATE TABLE marker (id int PRIMARY KEY);`
+CREATE TABLE marker (id int PRIMARY KEY);
+CREATE TABLE del (id int PRIMARY KEY, v text);
+CREATE SEQUENCE del_seq;`
 	for _, t := range []struct {
 		s  *pgserver.Server
 		db string
@@ -192,7 +205,7 @@ max_backoff = "1s"
 			return err
 		}
 	}
-	if err := rig.Exec(ctx, m, `CREATE PUBLICATION bench_pub FOR TABLE pgbench_accounts, pgbench_branches, pgbench_tellers, pgbench_history, hot, marker`); err != nil {
+	if err := rig.Exec(ctx, m, `CREATE PUBLICATION bench_pub FOR TABLE pgbench_accounts, pgbench_branches, pgbench_tellers, pgbench_history, hot, marker, del`); err != nil {
 		return err
 	}
 	native := dbs[consumerNative]
@@ -214,7 +227,7 @@ max_backoff = "1s"
 	round := 0
 	for _, w := range workloads {
 		if scripts[w] == "" {
-			return fmt.Errorf("WORKLOADS: no workload %q (tpcb, hot)", w)
+			return fmt.Errorf("WORKLOADS: no workload %q (tpcb, hot, update, delete)", w)
 		}
 	}
 	// Sizes outside, workloads inside: goreplica_whole drops out for good
@@ -223,6 +236,32 @@ max_backoff = "1s"
 	whole := true
 	for _, size := range sizes {
 		for _, w := range workloads {
+			if size > wholeMax && whole {
+				// Unregistered, so that its backlog is purged.
+				whole = false
+				if err := rig.Exec(ctx, m, `DELETE FROM replica.slaves WHERE name = 'goreplica_whole'`); err != nil {
+					return err
+				}
+			}
+			if w == "delete" {
+				// The rows the burst deletes, on every consumer first (untimed).
+				rig.Logf("delete: writing the %d rows to delete and draining them, untimed", size)
+				marker++
+				if err := rig.Exec(ctx, m, `TRUNCATE del`, `SELECT setval('del_seq', 1, false)`,
+					fmt.Sprintf(`INSERT INTO del SELECT g, 'row ' || g FROM generate_series(1, %d) g`, size),
+					fmt.Sprintf(`INSERT INTO marker VALUES (%d)`, marker)); err != nil {
+					return err
+				}
+				for _, c := range []string{consumerGoreplica, consumerWhole, consumerNative} {
+					if c == consumerWhole && !whole {
+						continue
+					}
+					var d drain
+					if err := drainOne(ctx, bin, cfgs[c], dir, native, dbs[c], c, marker, &d); err != nil {
+						return err
+					}
+				}
+			}
 			rig.Logf("%s: burst of %d transactions, %d clients, nothing consuming", w, size, clients)
 			if _, err := (rig.Pgbench{Dir: dir, Script: w + ".sql", DB: rig.MasterDB, Clients: clients,
 				Transactions: size / clients, Sync: "off", Vars: map[string]string{"scale": strconv.Itoa(scale)}}).Run(ctx, master); err != nil {
@@ -235,13 +274,6 @@ max_backoff = "1s"
 			all := []string{consumerGoreplica, consumerWhole, consumerNative}
 			order := append(append([]string(nil), all[round%3:]...), all[:round%3]...)
 			round++
-			if size > wholeMax && whole {
-				// Unregistered, so that its backlog is purged.
-				whole = false
-				if err := rig.Exec(ctx, m, `DELETE FROM replica.slaves WHERE name = 'goreplica_whole'`); err != nil {
-					return err
-				}
-			}
 			for _, c := range order {
 				if c == consumerWhole && !whole {
 					continue

@@ -13,12 +13,14 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"regexp"
 	"runtime"
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/goreplica/goreplica/pgserver"
@@ -343,4 +345,17 @@ func Header(title, command string) {
 // Logf prints a progress line on stderr, stamped with the time.
 func Logf(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "[%s] %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+}
+
+// Main runs a benchmark's run function until it ends or the process is
+// interrupted (Ctrl-C, SIGTERM: run's context is cancelled, and it removes
+// its servers), and exits 1 with the error prefixed by name.
+func Main(name string, run func(context.Context) error) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, name+": "+err.Error())
+		os.Exit(1)
+	}
 }

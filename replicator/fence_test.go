@@ -1,0 +1,36 @@
+package replicator
+
+import (
+	"testing"
+	"time"
+)
+
+// A fence covers the snapshots taken before it started, never one taken
+// after it started or at an unknown time.
+func TestFencesCoverEarlierSnapshots(t *testing.T) {
+	t0 := time.Now()
+	t1, t2, t3 := t0.Add(time.Millisecond), t0.Add(2*time.Millisecond), t0.Add(3*time.Millisecond)
+	var f fences
+	if f.covered(t0) {
+		t.Error("covered before any fence")
+	}
+	f.completed(t2)
+	f.completed(t1) // a slower fence that started earlier ends later
+	tests := []struct {
+		name    string
+		takenAt time.Time
+		want    bool
+	}{
+		{"taken before the fence started", t1, true},
+		{"taken as the fence started", t2, false},
+		{"taken after", t3, false},
+		{"unknown", time.Time{}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := f.covered(tt.takenAt); got != tt.want {
+				t.Errorf("covered = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
