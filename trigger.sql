@@ -184,7 +184,7 @@ LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp AS $$
   SELECT array_agg(a.attname::text ORDER BY k.ord),
          array_agg(replace(format('%I OPERATOR(%I.%s) ', a.attname, opn.nspname, o.oprname), '%', '%%')
-                   || '%L::' || replace(format_type(a.atttypid, NULL), '%', '%%') ORDER BY k.ord),
+                   || '%L::' || replace(format_type(a.atttypid, a.atttypmod), '%', '%%') ORDER BY k.ord),
          bool_or(coalesce(con.condeferrable, false))
     FROM pg_index i
     CROSS JOIN LATERAL unnest(i.indkey::int2[], i.indclass::oid[]) WITH ORDINALITY AS k(attnum, cls, ord)

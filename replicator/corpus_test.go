@@ -302,7 +302,10 @@ func TestEveryKeyType(t *testing.T) {
 	schema.WriteString(`CREATE EXTENSION IF NOT EXISTS citext;
 CREATE TYPE kpair AS (a int, b text); CREATE TYPE kmood AS ENUM ('sad', 'happy'); CREATE DOMAIN kpos AS int CHECK (VALUE > 0);
 `)
-	samples := map[string]string{"kpair": `(1,"a b")`, "kmood": `happy`, "kpos": `7`, "citext": `MiXeD`, "int4[]": `{1,NULL,3}`, "text[]": `{"a b",c}`}
+	samples := map[string]string{"kpair": `(1,"a b")`, "kmood": `happy`, "kpos": `7`, "citext": `MiXeD`, "int4[]": `{1,NULL,3}`, "text[]": `{"a b",c}`,
+		// Types with a modifier: the key's literal is typed as its column.
+		"bit(3)": `101`, "varbit(4)": `10`, "character(4)": `ab`, "varchar(5)": `abc`, "numeric(6,2)": `12.30`,
+		"timestamp(0)": `2024-01-02 03:04:05`, "interval day to second(1)": `1 day 02:03:04.5`}
 	for rows.Next() {
 		var ty string
 		if err := rows.Scan(&ty); err != nil {
@@ -314,7 +317,7 @@ CREATE TYPE kpair AS (a int, b text); CREATE TYPE kmood AS ENUM ('sad', 'happy')
 	}
 	rows.Close()
 	for ty, v := range samples {
-		name := "k_" + strings.Trim(strings.NewReplacer("[]", "_array", `"`, "").Replace(ty), "_")
+		name := "k_" + strings.Trim(strings.NewReplacer("[]", "_array", `"`, "", "(", "_", ")", "", ",", "_", " ", "_").Replace(ty), "_")
 		keys[name] = ty
 		fmt.Fprintf(&schema, "CREATE TABLE %s (k %s PRIMARY KEY, v text); INSERT INTO %[1]s VALUES (%[3]s, 'a');\n",
 			pq.QuoteIdentifier(name), ty, pq.QuoteLiteral(v))
