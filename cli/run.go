@@ -118,6 +118,8 @@ func replicatorOptions(cfg *config.Config) replicator.Options {
 		MaxBackoff:    cfg.Replicate.MaxBackoff.Duration,
 		BatchEvents:   cfg.Replicate.BatchEvents,
 		BatchBytes:    cfg.Replicate.BatchBytes.Bytes,
+		Copy:          cfg.Replicate.Copy,
+		Create:        cfg.Replicate.Create,
 	}
 	for _, s := range cfg.Slaves {
 		o.Slaves = append(o.Slaves, replicator.Node{Name: s.Name, DSN: s.DSN.Reveal(), TwoPhase: s.UsesTwoPhase()})

@@ -62,6 +62,13 @@ type Replicate struct {
 	// backlog is applied in several, each of whole source transactions.
 	BatchEvents int64 `toml:"batch_events"`
 	BatchBytes  Size  `toml:"batch_bytes"`
+	// Copy is how a table new to a slave gets its rows: "truncate"
+	// (empty the slave's table, copy), "merge" (upsert by key, keep the
+	// slave's other rows) or "skip" (the slave already holds them).
+	Copy string `toml:"copy"`
+	// Create creates on a slave a chosen table it lacks, from the
+	// master's catalog.
+	Create bool `toml:"create"`
 }
 
 // Duration is a time.Duration written as a string in TOML ("5s", "250ms").
@@ -156,6 +163,8 @@ func Defaults() Config {
 			MaxBackoff:    Duration{Duration: 30 * time.Second},
 			BatchEvents:   10000,
 			BatchBytes:    Size{Bytes: 32 << 20},
+			Copy:          "truncate",
+			Create:        true,
 		},
 		Log: DefaultLog(),
 	}
@@ -439,6 +448,11 @@ func (c *Config) Validate() []error {
 		add("replicate.batch_bytes: %s", c.Replicate.BatchBytes.invalid)
 	case c.Replicate.BatchBytes.Bytes < 1<<10:
 		add("replicate.batch_bytes: %s is too small (at least 1KB)", c.Replicate.BatchBytes)
+	}
+	switch c.Replicate.Copy {
+	case "truncate", "merge", "skip":
+	default:
+		add("replicate.copy: %q is not a copy mode (truncate, merge or skip)", c.Replicate.Copy)
 	}
 	if c.Metrics != nil {
 		errs = append(errs, c.Metrics.validate()...)

@@ -145,9 +145,28 @@ var errJoined = errors.New("a joined INSERT conflicted or failed")
 // among them), and reuse their transaction ids for new transactions, which
 // the slave's position would count as applied and skip.
 func (w *worker) cycle(ctx context.Context) (int, error) {
+	if n, err := w.catchUp(ctx); err != nil || n > 0 {
+		return n, err
+	}
 	if w.pos.hi != "" {
 		return w.subBatch(ctx)
 	}
+	if w.advanceNow {
+		// A copied table waits for the position to pass its copy: the
+		// batch moves it, then the table catches up at once.
+		n, err := w.batch(ctx)
+		if err != nil || w.advanceNow {
+			return n, err
+		}
+		m, err := w.catchUp(ctx)
+		return n + m, err
+	}
+	return w.batch(ctx)
+}
+
+// batch applies the events that became visible on the master since the
+// slave's position (or the first sub-batch of them, when they are many).
+func (w *worker) batch(ctx context.Context) (int, error) {
 	tx, err := w.r.master.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true})
 	if err != nil {
 		return 0, w.masterErr("begin batch", err)
@@ -160,6 +179,9 @@ func (w *worker) cycle(ctx context.Context) (int, error) {
 	}
 	if snap == w.pos.snapshot {
 		return 0, nil
+	}
+	if err := w.loadSkip(ctx); err != nil {
+		return 0, err
 	}
 	rows, err := tx.QueryContext(ctx, sqlEvents, w.pos.snapshot, w.slave.Name, w.forward)
 	if err != nil {
@@ -204,17 +226,16 @@ func (w *worker) apply(ctx context.Context, rows *sql.Rows, next position, maxEv
 	c := chunk{exact: w.exact}
 	n := 0
 	var bytes int64
+	skipped := 0
 	for rows.Next() {
-		var e event
-		var origin sql.NullString
-		var op string
-		if err := rows.Scan(&e.txid, &origin, &e.table, &op, &e.sql); err != nil {
-			return 0, w.masterErr("read events", err)
+		e, err := w.scanEvent(rows)
+		if err != nil {
+			return 0, err
 		}
-		e.op = op[0]
-		e.origin = w.r.opts.Master.Name
-		if origin.Valid {
-			e.origin = origin.String
+		if w.skip[e.table] {
+			// Copying to this slave: its catch-up applies it (copy.go).
+			skipped++
+			continue
 		}
 		if !began {
 			if err := begin(); err != nil {
@@ -239,7 +260,7 @@ func (w *worker) apply(ctx context.Context, rows *sql.Rows, next position, maxEv
 	rows.Close()
 	// Nothing for this slave: move its position now and then so that purge
 	// and status follow, but do not write on every poll.
-	if n == 0 && next.hi == "" && w.pos.hi == "" && time.Since(w.lastAdvance) < advanceEvery {
+	if n == 0 && skipped == 0 && !w.advanceNow && next.hi == "" && w.pos.hi == "" && time.Since(w.lastAdvance) < advanceEvery {
 		return 0, nil
 	}
 	if _, err := w.r.master.ExecContext(ctx, fmt.Sprintf(sqlFence, pq.QuoteLiteral(w.slave.Name))); err != nil {
@@ -272,6 +293,7 @@ func (w *worker) apply(ctx context.Context, rows *sql.Rows, next position, maxEv
 	}
 	w.pos = next
 	w.exact = false
+	w.advanceNow = false
 	w.lastAdvance = time.Now()
 	if n > 0 && w.slaveCaptures {
 		if _, err := w.conn.ExecContext(ctx, sqlWakeSlave); err != nil {
@@ -282,6 +304,22 @@ func (w *worker) apply(ctx context.Context, rows *sql.Rows, next position, maxEv
 		w.log.Debug("batch applied", keyBatch, next.batch, "events", n)
 	}
 	return n, nil
+}
+
+// scanEvent reads one event of the log.
+func (w *worker) scanEvent(rows *sql.Rows) (event, error) {
+	var e event
+	var origin sql.NullString
+	var op string
+	if err := rows.Scan(&e.txid, &origin, &e.table, &op, &e.sql); err != nil {
+		return e, w.masterErr("read events", err)
+	}
+	e.op = op[0]
+	e.origin = w.r.opts.Master.Name
+	if origin.Valid {
+		e.origin = origin.String
+	}
+	return e, nil
 }
 
 // commit ends the slave transaction of batch next and acknowledges it on the

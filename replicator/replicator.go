@@ -24,6 +24,12 @@ type Options struct {
 	Slaves  []Node
 	Tables  []string // patterns over schema.table, * wildcard
 	Exclude []string
+	// Copy is how a table new to a slave gets its rows: CopyTruncate,
+	// CopyMerge or CopySkip (the default here: the slave holds them).
+	Copy string
+	// Create creates on a slave a chosen table it lacks, from the
+	// master's catalog.
+	Create bool
 
 	PollInterval time.Duration // upper bound on latency when a NOTIFY is lost
 	// BatchEvents and BatchBytes bound a slave transaction: a larger

@@ -68,6 +68,8 @@ type SlaveStatus struct {
 	// Applying is true when a worker was heard from recently: a daemon
 	// applies to this slave.
 	Applying bool `json:"applying"`
+	// Tables is the state of each captured table on this slave.
+	Tables []TableStatus `json:"tables"`
 }
 
 // States status shows besides those the workers record.
@@ -189,6 +191,10 @@ func GetStatus(ctx context.Context, opts Options) (*Status, error) {
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
+	captured, err := capturedNames(ctx, master)
+	if err != nil {
+		return nil, fmt.Errorf("master %s: %w", opts.Master.Name, err)
+	}
 	stale := staleAfter(opts)
 	configured := map[string]bool{}
 	for _, n := range opts.Slaves {
@@ -208,6 +214,7 @@ func GetStatus(ctx context.Context, opts Options) (*Status, error) {
 		working := slaveState(s.State, silentFor, stale, sf.Valid, true)
 		s.InDoubt, s.Reachable = inDoubt(ctx, n, masterID, leftBehind(alive, working))
 		s.State = slaveState(s.State, silentFor, stale, sf.Valid, s.Reachable)
+		s.Tables = tableStates(ctx, n, masterID, captured)
 		st.Slaves = append(st.Slaves, s)
 	}
 	// Registered on the master, absent from the configuration: shown, since

@@ -110,6 +110,14 @@ type worker struct {
 	// that the conflict or error names the row; cleared by the next batch.
 	exact bool
 
+	// skip holds the tables whose changes are not applied now: copying
+	// to this slave (copy.go). advanceNow moves the position at the next
+	// cycle even without events, for a copied table to catch up. copied
+	// wakes the worker when the copier has copied a table.
+	skip       map[string]bool
+	advanceNow bool
+	copied     chan struct{}
+
 	// hook, when set (tests only), runs at each step of a batch; an error it
 	// returns makes the worker drop its connections as a killed process would.
 	hook func(step string) error
@@ -129,6 +137,7 @@ func (r *Replicator) newWorker(s Node) (*worker, error) {
 		log:     r.log.With(keySlave, s.Name),
 		slaveDB: db,
 		state:   StateStopped,
+		copied:  make(chan struct{}, 1),
 	}
 	if r.opts.Waker != nil {
 		w.wake = r.opts.Waker.Subscribe()
@@ -153,6 +162,15 @@ func (w *worker) run(ctx context.Context) {
 	defer func() {
 		stopBeat()
 		<-beating
+	}()
+	copying := make(chan struct{})
+	go func() {
+		defer close(copying)
+		w.copier(beatCtx)
+	}()
+	defer func() {
+		stopBeat()
+		<-copying
 	}()
 	attempt := 0
 	for ctx.Err() == nil {
@@ -257,6 +275,8 @@ func (w *worker) idle(ctx context.Context) error {
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
+	case <-w.copied:
+		return nil
 	case <-w.wake:
 		// A transaction committed and notified: clear the flag before the
 		// batch rather than after it, so that the commits that arrive
@@ -402,6 +422,7 @@ func (w *worker) connect(ctx context.Context) error {
 		}
 	}
 	w.lastAdvance = time.Now()
+	w.skip, w.advanceNow = nil, false
 	w.log.Info("connected", keyBatch, w.pos.batch, "two_phase", w.slave.TwoPhase, "replica_role", replicaRole)
 	return nil
 }

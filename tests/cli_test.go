@@ -268,8 +268,9 @@ func TestInitRefusesSlaveThatDiffers(t *testing.T) {
 	execAll(t, `CREATE TABLE orders (id int PRIMARY KEY, total numeric)`, lacking)
 	execAll(t, `CREATE TABLE orders (id int PRIMARY KEY, total int); CREATE TABLE customers (id int PRIMARY KEY, name text)`, retyped)
 	cfg := writeConfig(t, configFile{
-		master: node{name: "m", dsn: master.dsn()},
-		slaves: []node{{name: "lacking", dsn: lacking.dsn()}, {name: "retyped", dsn: retyped.dsn()}},
+		master:   node{name: "m", dsn: master.dsn()},
+		slaves:   []node{{name: "lacking", dsn: lacking.dsn()}, {name: "retyped", dsn: retyped.dsn()}},
+		noCreate: true,
 	})
 	r := goreplica(t, nil, "init", "-c", cfg)
 	if r.code == 0 {
