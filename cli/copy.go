@@ -89,6 +89,9 @@ func printCopies(w io.Writer, copies []string) {
 	}
 }
 
+// waitPoll is how often wait reads the status.
+const waitPoll = 250 * time.Millisecond
+
 // Exit codes of wait.
 const (
 	waitDone   = 0
@@ -171,7 +174,7 @@ func (c *CLI) runWait(ctx context.Context, args []string) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(min(time.Second, time.Until(deadline))):
+		case <-time.After(min(waitPoll, time.Until(deadline))):
 		}
 	}
 }

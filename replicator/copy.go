@@ -3,6 +3,7 @@ package replicator
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"strings"
@@ -84,14 +85,23 @@ const (
 	sqlCopySource = `SELECT t.relid::int8, n.nspname, c.relname, greatest(c.reltuples, 0)::int8
   FROM replica.tables t JOIN pg_class c ON c.oid = t.relid JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE t.name = $1 AND EXISTS (SELECT 1 FROM replica.holds h WHERE h.slave = $2 AND h.tbl = $1)`
-	// sqlCopyColumns lists the columns copied and how each is read as
-	// text: through its type's output function, as COPY writes it.
-	// Built-in types are cast (their casts to text are their output);
-	// others go through format('%s'), which uses the output function and
-	// never a cast a user defined.
+	// sqlCopyColumns lists the columns copied and, for each, an
+	// expression giving its value as a field of COPY's text format: the
+	// type's output (as COPY TO writes it), with backslash, newline,
+	// carriage return and tab escaped, and \N for NULL. Built-in types are
+	// cast to text (their casts to text are their output); other types go
+	// through format('%s'), which uses the output function and never a
+	// cast a user defined. The output of the types listed first holds none
+	// of the escaped characters.
 	sqlCopyColumns = `SELECT a.attname,
-       CASE WHEN a.atttypid < 16384 THEN format('%I::text', a.attname)
-            ELSE format('CASE WHEN %1$I IS NULL THEN NULL ELSE format(''%%s'', %1$I) END', a.attname) END
+       CASE WHEN a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype, 'oid'::regtype, 'numeric'::regtype,
+                                'float4'::regtype, 'float8'::regtype, 'bool'::regtype, 'uuid'::regtype, 'date'::regtype,
+                                'timestamp'::regtype, 'timestamptz'::regtype, 'time'::regtype, 'inet'::regtype, 'cidr'::regtype)
+            THEN format('coalesce(%I::text, E''\\N'')', a.attname)
+            ELSE format('CASE WHEN %1$I IS NULL THEN E''\\N'' ELSE replace(replace(replace(replace(%2$s, E''\\'', E''\\\\''), E''\n'', E''\\n''), E''\r'', E''\\r''), E''\t'', E''\\t'') END',
+                        a.attname,
+                        CASE WHEN a.atttypid < 16384 THEN format('%I::text', a.attname) ELSE format('format(''%%s'', %I)', a.attname) END)
+       END
   FROM pg_attribute a
  WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
  ORDER BY a.attnum`
@@ -99,7 +109,7 @@ const (
 	// The text the copy reads and writes, whatever the servers' settings.
 	sqlCopySettings = `SET LOCAL DateStyle = 'ISO, YMD'; SET LOCAL IntervalStyle = 'postgres'; SET LOCAL extra_float_digits = 3;
 SET LOCAL bytea_output = 'hex'; SET LOCAL TimeZone = 'UTC'`
-	sqlCopyProgress = `UPDATE replica.table_state SET rows_copied = $3, rows_total = greatest($4, $3), rate = $5, updated_at = now()
+	sqlCopyProgress = `UPDATE replica.table_state SET rows_copied = $3::int8, rows_total = greatest($4::int8, $3::int8), rate = $5, updated_at = now()
  WHERE master = $1 AND tbl = $2 AND state IN ('copying', 'error')`
 	sqlCopyStart = `UPDATE replica.table_state SET state = 'copying', error = NULL, rows_copied = 0, rows_total = $3, rate = 0, updated_at = now()
  WHERE master = $1 AND tbl = $2 AND state IN ('copying', 'error')`
@@ -379,8 +389,8 @@ func (w *worker) copyTable(ctx context.Context, masterID string, src copySource)
 		return w.masterErr("read key of "+src.table, err)
 	}
 	qrel := pq.QuoteIdentifier(src.schema) + "." + pq.QuoteIdentifier(src.name)
-	if _, err := mtx.ExecContext(ctx, fmt.Sprintf("DECLARE goreplica_copy NO SCROLL CURSOR FOR SELECT %s FROM ONLY %s",
-		strings.Join(exprs, ", "), qrel)); err != nil {
+	if _, err := mtx.ExecContext(ctx, fmt.Sprintf(`DECLARE goreplica_copy NO SCROLL CURSOR FOR SELECT %s FROM ONLY %s`,
+		strings.Join(exprs, ` || E'\t' || `), qrel)); err != nil {
 		return w.masterErr("read "+src.table, err)
 	}
 
@@ -391,110 +401,61 @@ func (w *worker) copyTable(ctx context.Context, masterID string, src copySource)
 	if err != nil {
 		return w.slaveErr("connect", err)
 	}
-	defer conn.Close()
+	committed := false
+	defer func() {
+		if !committed {
+			// Abandon the connection, and its transaction with it.
+			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+		}
+		conn.Close()
+	}()
 	replicaRole, err := mayUseReplicaRole(ctx, conn)
 	if err != nil {
 		return w.slaveErr("check privileges", err)
 	}
-	stx, err := conn.BeginTx(ctx, nil)
-	if err != nil {
-		return w.slaveErr("begin copy of "+src.table, err)
-	}
-	defer stx.Rollback()
+	begin := "BEGIN; " + sqlCopySettings
 	if replicaRole {
 		// No foreign-key check against a table not copied yet, no user
 		// trigger: the rows are the master's, as they are.
-		if _, err := stx.ExecContext(ctx, `SET LOCAL session_replication_role = replica`); err != nil {
-			return w.slaveErr("begin copy of "+src.table, err)
-		}
+		begin += "; SET LOCAL session_replication_role = replica"
 	}
-	if _, err := stx.ExecContext(ctx, sqlCopySettings); err != nil {
+	if _, err := conn.ExecContext(ctx, begin); err != nil {
 		return w.slaveErr("begin copy of "+src.table, err)
 	}
 	target := qrel
 	switch src.mode {
 	case CopyMerge:
 		target = "pg_temp.goreplica_merge"
-		if _, err := stx.ExecContext(ctx, fmt.Sprintf(`CREATE TEMP TABLE goreplica_merge ON COMMIT DROP AS SELECT %s FROM ONLY %s WITH NO DATA`,
+		if _, err := conn.ExecContext(ctx, fmt.Sprintf(`CREATE TEMP TABLE goreplica_merge ON COMMIT DROP AS SELECT %s FROM ONLY %s WITH NO DATA`,
 			quoteAll(cols), qrel)); err != nil {
 			return w.slaveErr("prepare merge of "+src.table, err)
 		}
 	default:
-		if err := emptyTable(ctx, stx, qrel); err != nil {
+		if err := emptyTable(ctx, conn, qrel); err != nil {
 			return w.slaveErr("empty "+src.table, err)
 		}
 	}
-	stmt, err := stx.PrepareContext(ctx, fmt.Sprintf("COPY %s (%s) FROM STDIN", target, quoteAll(cols)))
-	if err != nil {
-		return w.slaveErr("copy into "+src.table, err)
-	}
-	defer stmt.Close()
-
 	var copied int64
-	lastProgress := time.Now()
-	vals := make([]sql.NullString, len(cols))
-	ptrs := make([]any, len(cols))
-	for i := range vals {
-		ptrs[i] = &vals[i]
-	}
-	args := make([]any, len(cols))
-	fetch := fmt.Sprintf("FETCH FORWARD %d FROM goreplica_copy", copyFetch)
-	for {
-		rows, err := mtx.QueryContext(ctx, fetch)
-		if err != nil {
-			return w.masterErr("read "+src.table, err)
-		}
-		got := 0
-		for rows.Next() {
-			if err := rows.Scan(ptrs...); err != nil {
-				rows.Close()
-				return w.masterErr("read "+src.table, err)
-			}
-			for i, v := range vals {
-				if v.Valid {
-					args[i] = v.String
-				} else {
-					args[i] = nil
-				}
-			}
-			if _, err := stmt.ExecContext(ctx, args...); err != nil {
-				rows.Close()
-				return fmt.Errorf("copy table %s into slave %s: %w", src.table, w.slave.Name, err)
-			}
-			got++
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return w.masterErr("read "+src.table, err)
-		}
-		copied += int64(got)
-		if got < copyFetch {
-			break
-		}
-		if time.Since(lastProgress) >= time.Second {
-			lastProgress = time.Now()
-			rate := float64(copied) / time.Since(began).Seconds()
-			if _, err := w.slaveDB.ExecContext(ctx, sqlCopyProgress, masterID, src.table, copied, src.estimate, rate); err != nil {
+	err = conn.Raw(func(dc any) error {
+		var err error
+		copied, err = w.streamRows(ctx, mtx, dc, fmt.Sprintf("COPY %s (%s) FROM STDIN", target, quoteAll(cols)), func(n int64) {
+			rate := float64(n) / time.Since(began).Seconds()
+			if _, err := w.slaveDB.ExecContext(ctx, sqlCopyProgress, masterID, src.table, n, src.estimate, rate); err != nil {
 				w.log.Warn("record copy progress", keyTable, src.table, keyError, err)
 			}
-		}
-		if err := w.hookAt("copy-progress"); err != nil {
-			return err
-		}
-	}
-	if _, err := stmt.ExecContext(ctx); err != nil {
-		return fmt.Errorf("copy table %s into slave %s: %w", src.table, w.slave.Name, err)
-	}
-	if err := stmt.Close(); err != nil {
+		})
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("copy table %s into slave %s: %w", src.table, w.slave.Name, err)
 	}
 	if src.mode == CopyMerge {
-		if _, err := stx.ExecContext(ctx, mergeSQL(qrel, cols, keys)); err != nil {
+		if _, err := conn.ExecContext(ctx, mergeSQL(qrel, cols, keys)); err != nil {
 			return w.slaveErr("merge rows into "+src.table, err)
 		}
 	}
 	rate := float64(copied) / max(time.Since(began).Seconds(), 1e-3)
-	res, err := stx.ExecContext(ctx, sqlCopyDone, masterID, src.table, snap, copied, rate)
+	res, err := conn.ExecContext(ctx, sqlCopyDone, masterID, src.table, snap, copied, rate)
 	if err != nil {
 		return w.slaveErr("record copy of "+src.table, err)
 	}
@@ -504,17 +465,87 @@ func (w *worker) copyTable(ctx context.Context, masterID string, src copySource)
 	if err := w.hookAt("before-copy-commit"); err != nil {
 		return err
 	}
-	if err := stx.Commit(); err != nil {
+	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
 		return w.slaveErr("commit copy of "+src.table, err)
 	}
+	committed = true
 	w.log.Info("table copied: catching up", keyTable, src.table, "mode", src.mode, "rows", copied,
 		"seconds", time.Since(began).Round(time.Millisecond).Seconds(), "rows_per_second", int64(rate))
 	return nil
 }
 
+// copyData is lib/pq's COPY FROM STDIN statement, which takes lines of
+// COPY's text format.
+type copyData interface {
+	CopyData(ctx context.Context, line string) (driver.Result, error)
+}
+
+// streamRows runs the COPY statement copySQL on the slave's driver
+// connection dc, feeding it the lines the master's cursor goreplica_copy
+// returns, copyFetch at a time; progress is called about every second.
+// It returns the number of rows copied.
+func (w *worker) streamRows(ctx context.Context, mtx *sql.Tx, dc any, copySQL string, progress func(int64)) (int64, error) {
+	pc, ok := dc.(driver.ConnPrepareContext)
+	if !ok {
+		return 0, fmt.Errorf("the driver cannot prepare COPY")
+	}
+	st, err := pc.PrepareContext(ctx, copySQL)
+	if err != nil {
+		return 0, err
+	}
+	defer st.Close()
+	cd, ok := st.(copyData)
+	if !ok {
+		return 0, fmt.Errorf("the driver's COPY takes no raw lines")
+	}
+	var copied int64
+	last := time.Now()
+	fetch := fmt.Sprintf("FETCH FORWARD %d FROM goreplica_copy", copyFetch)
+	for {
+		rows, err := mtx.QueryContext(ctx, fetch)
+		if err != nil {
+			return copied, w.masterErr("read", err)
+		}
+		got := 0
+		for rows.Next() {
+			var line string
+			if err := rows.Scan(&line); err != nil {
+				rows.Close()
+				return copied, w.masterErr("read", err)
+			}
+			if _, err := cd.CopyData(ctx, line); err != nil {
+				rows.Close()
+				return copied, err
+			}
+			got++
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return copied, w.masterErr("read", err)
+		}
+		copied += int64(got)
+		if got < copyFetch {
+			break
+		}
+		if time.Since(last) >= time.Second {
+			last = time.Now()
+			progress(copied)
+		}
+		if err := w.hookAt("copy-progress"); err != nil {
+			return copied, err
+		}
+	}
+	// An Exec without values ends the COPY and reports its errors.
+	//lint:ignore SA1019 lib/pq's COPY statement implements only Exec.
+	if _, err := st.Exec(nil); err != nil {
+		return copied, err
+	}
+	return copied, nil
+}
+
 // emptyTable empties a slave table before a copy: TRUNCATE, or DELETE when
 // a foreign key refers to it (TRUNCATE refuses that table alone).
-func emptyTable(ctx context.Context, tx *sql.Tx, qrel string) error {
+func emptyTable(ctx context.Context, tx *sql.Conn, qrel string) error {
 	var has bool
 	if err := tx.QueryRowContext(ctx, fmt.Sprintf(sqlTableHasRows, qrel)).Scan(&has); err != nil || !has {
 		return err
