@@ -120,6 +120,7 @@ func replicatorOptions(cfg *config.Config) replicator.Options {
 		BatchBytes:    cfg.Replicate.BatchBytes.Bytes,
 		Copy:          cfg.Replicate.Copy,
 		Create:        cfg.Replicate.Create,
+		CaptureNew:    cfg.Replicate.CaptureNew,
 	}
 	for _, s := range cfg.Slaves {
 		o.Slaves = append(o.Slaves, replicator.Node{Name: s.Name, DSN: s.DSN.Reveal(), TwoPhase: s.UsesTwoPhase()})

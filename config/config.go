@@ -69,6 +69,9 @@ type Replicate struct {
 	// Create creates on a slave a chosen table it lacks, from the
 	// master's catalog.
 	Create bool `toml:"create"`
+	// CaptureNew has the daemon capture and copy the tables created
+	// after init that Tables matches.
+	CaptureNew bool `toml:"capture_new"`
 }
 
 // Duration is a time.Duration written as a string in TOML ("5s", "250ms").
@@ -165,6 +168,7 @@ func Defaults() Config {
 			BatchBytes:    Size{Bytes: 32 << 20},
 			Copy:          "truncate",
 			Create:        true,
+			CaptureNew:    true,
 		},
 		Log: DefaultLog(),
 	}

@@ -369,3 +369,55 @@ func TestInitNamesWhatASlaveLacks(t *testing.T) {
 		t.Errorf("init without create: %v", err)
 	}
 }
+
+// TestDaemonCapturesNewTables: a table created on the master after init
+// that the patterns match is captured, created on the slave and copied
+// by the running daemon; a new partition no pattern matches is reported.
+func TestDaemonCapturesNewTables(t *testing.T) {
+	e := newEnv(t, setup{schema: `CREATE TABLE m (at date NOT NULL, id int NOT NULL, PRIMARY KEY (at, id)) PARTITION BY RANGE (at);
+CREATE TABLE m_2026_01 PARTITION OF m FOR VALUES FROM ('2026-01-01') TO ('2026-02-01')`,
+		tables: []string{"public.m_*", "public.lat*"}})
+	e.opts.Copy, e.opts.Create, e.opts.CaptureNew, e.opts.checkEvery = CopySkip, true, true, 100*time.Millisecond
+	al := &alerts{}
+	e.opts.Alerter = al
+	e.start(nil)
+	e.exec(e.master, `CREATE TABLE late (id int PRIMARY KEY, v text);
+INSERT INTO late SELECT g, 'v' || g FROM generate_series(1, 300) g;
+CREATE TABLE m_2026_02 PARTITION OF m FOR VALUES FROM ('2026-02-01') TO ('2026-03-01');
+CREATE TABLE other_2026_03 PARTITION OF m FOR VALUES FROM ('2026-03-01') TO ('2026-04-01');
+INSERT INTO m VALUES ('2026-02-03', 1), ('2026-01-03', 2)`)
+	e.waitTableState(0, "public.late", TableOK)
+	e.waitTableState(0, "public.m_2026_02", TableOK)
+	e.exec(e.master, `UPDATE late SET v = 'after' WHERE id < 10; INSERT INTO m VALUES ('2026-02-04', 3)`)
+	e.waitConverged(20*time.Second, "late", "m_2026_01", "m_2026_02")
+	waitFor(t, 20*time.Second, func() string {
+		if s := al.find("other_2026_03"); s == "" {
+			return "no alert names public.other_2026_03"
+		}
+		return ""
+	})
+}
+
+// alerts records the alerts raised.
+type alerts struct {
+	mu  sync.Mutex
+	all []Alert
+}
+
+func (a *alerts) Alert(al Alert) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.all = append(a.all, al)
+}
+
+// find returns the first alert whose text holds s, as text, or "".
+func (a *alerts) find(s string) string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, al := range a.all {
+		if text := string(al.Kind) + " " + al.Summary + " " + al.Body; strings.Contains(text, s) {
+			return text
+		}
+	}
+	return ""
+}
