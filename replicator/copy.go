@@ -108,7 +108,8 @@ const (
 	sqlKeyColumns = `SELECT key_columns FROM replica.tables WHERE relid = $1`
 	// The text the copy reads and writes, whatever the servers' settings.
 	sqlCopySettings = `SET LOCAL DateStyle = 'ISO, YMD'; SET LOCAL IntervalStyle = 'postgres'; SET LOCAL extra_float_digits = 3;
-SET LOCAL bytea_output = 'hex'; SET LOCAL TimeZone = 'UTC'`
+SET LOCAL bytea_output = 'hex'; SET LOCAL TimeZone = 'UTC'; SET LOCAL lc_monetary = 'C'; SET LOCAL xmloption = content;
+SET LOCAL array_nulls = on; SET LOCAL search_path = pg_catalog, pg_temp`
 	sqlCopyProgress = `UPDATE replica.table_state SET rows_copied = $3::int8, rows_total = greatest($4::int8, $3::int8), rate = $5, updated_at = now()
  WHERE master = $1 AND tbl = $2 AND state IN ('copying', 'error')`
 	sqlCopyStart = `UPDATE replica.table_state SET state = 'copying', error = NULL, rows_copied = 0, rows_total = $3, rate = 0, updated_at = now()
