@@ -291,6 +291,9 @@ func (w *worker) copier(ctx context.Context) {
 // copyNext copies the next table the slave must copy; did is false when
 // there was none.
 func (w *worker) copyNext(ctx context.Context) (did bool, err error) {
+	if !w.leased.Load() {
+		return false, nil
+	}
 	var masterID string
 	var ver int
 	if err := w.r.master.QueryRowContext(ctx, sqlNodeID).Scan(&masterID, &ver); err != nil {

@@ -17,10 +17,16 @@ const (
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1::int8::oid`
 	sqlCapturedOIDs = `SELECT relid::int8 FROM replica.tables`
 	sqlRegistered   = `SELECT name FROM replica.slaves`
-	sqlHold         = `INSERT INTO replica.holds (slave, tbl, snapshot) VALUES ($1, $2, pg_current_snapshot())
+	sqlLogNames     = `SELECT c.oid::int8, format('%I.%I', n.nspname, c.relname)
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid::int8 = ANY ($1::int8[])`
+	sqlHolds = `INSERT INTO replica.holds (slave, tbl, snapshot) SELECT $1, t, pg_current_snapshot() FROM unnest($2::text[]) t
  ON CONFLICT (slave, tbl) DO UPDATE SET snapshot = EXCLUDED.snapshot`
-	sqlMarkCopy = `INSERT INTO replica.table_state (master, tbl, state, mode)
- VALUES ($1, $2, CASE WHEN $3 = 'skip' THEN 'ok' ELSE 'copying' END, $3)
+	// sqlMarkCopies records on a slave the tables it must copy (state
+	// copying; ok for mode skip), before their log triggers exist or the
+	// slave is registered, so that its worker never applies a change of
+	// theirs before their copy.
+	sqlMarkCopies = `INSERT INTO replica.table_state (master, tbl, state, mode)
+SELECT $1, t, CASE WHEN $3 = 'skip' THEN 'ok' ELSE 'copying' END, $3 FROM unnest($2::text[]) t
  ON CONFLICT (master, tbl) DO UPDATE
    SET state = EXCLUDED.state, mode = EXCLUDED.mode, copy_snapshot = NULL, rows_copied = 0, rows_total = 0,
        rate = 0, error = NULL, updated_at = now()`
@@ -72,24 +78,6 @@ func logName(ctx context.Context, db queryer, oid int64) (string, error) {
 	var n string
 	err := db.QueryRowContext(ctx, sqlLogName, oid).Scan(&n)
 	return n, err
-}
-
-// markCopies records on a slave the tables it must copy (state copying;
-// ok for mode skip). It runs before their log triggers exist or the slave
-// is registered, so that the slave's worker never applies a change of
-// theirs before their copy.
-func markCopies(ctx context.Context, slave *sql.DB, masterID string, tables []string, mode string) error {
-	tx, err := slave.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	for _, t := range tables {
-		if _, err := tx.ExecContext(ctx, sqlMarkCopy, masterID, t, mode); err != nil {
-			return fmt.Errorf("table %s: %w", t, err)
-		}
-	}
-	return tx.Commit()
 }
 
 // tableDDL returns the CREATE TABLE statement of a master table for a
@@ -349,9 +337,12 @@ func planSlaveTables(ctx context.Context, opts Options, master *sql.DB, slaves [
 	var problems []error
 	for i, s := range opts.Slaves {
 		for _, t := range tables[i] {
-			sh, err := tableShape(ctx, slaves[i], t)
-			if err != nil {
-				return nil, fmt.Errorf("describe table %s on slave %s: %w", t.Qualified(), s.Name, err)
+			var sh *shape
+			if opts.Create {
+				var err error
+				if sh, err = tableShape(ctx, slaves[i], t); err != nil {
+					return nil, fmt.Errorf("describe table %s on slave %s: %w", t.Qualified(), s.Name, err)
+				}
 			}
 			if sh != nil || !opts.Create {
 				if err := compareTable(ctx, master, slaves[i], t, s.Name); err != nil {
@@ -395,33 +386,56 @@ func createSlaveTables(ctx context.Context, opts Options, slaves []*sql.DB, todo
 // the worker must know a table is copying before any change of it can be
 // logged for it.
 func startCopies(ctx context.Context, opts Options, tx *sql.Tx, masterID string, slaves []*sql.DB, tables [][]Table, mode string) ([]string, error) {
+	var oids []int64
+	for i := range opts.Slaves {
+		for _, t := range tables[i] {
+			oids = append(oids, t.OID)
+		}
+	}
+	names, err := logNames(ctx, tx, oids)
+	if err != nil {
+		return nil, fmt.Errorf("master %s: %w", opts.Master.Name, err)
+	}
 	var out []string
 	for i, s := range opts.Slaves {
 		if len(tables[i]) == 0 {
 			continue
 		}
-		var names []string
+		var list []string
 		for _, t := range tables[i] {
-			n, err := logName(ctx, tx, t.OID)
-			if err != nil {
-				return nil, fmt.Errorf("master %s: table %s: %w", opts.Master.Name, t.Qualified(), err)
-			}
-			names = append(names, n)
-			out = append(out, fmt.Sprintf("%s: %s (%s)", s.Name, n, mode))
+			list = append(list, names[t.OID])
+			out = append(out, fmt.Sprintf("%s: %s (%s)", s.Name, names[t.OID], mode))
 		}
-		if err := markCopies(ctx, slaves[i], masterID, names, mode); err != nil {
+		if _, err := slaves[i].ExecContext(ctx, sqlMarkCopies, masterID, pq.Array(list), mode); err != nil {
 			return nil, fmt.Errorf("slave %s: record copies: %w", s.Name, err)
 		}
 		if mode == CopySkip {
 			continue
 		}
-		for _, n := range names {
-			if _, err := tx.ExecContext(ctx, sqlHold, s.Name, n); err != nil {
-				return nil, fmt.Errorf("master %s: keep log rows of %s for slave %s: %w", opts.Master.Name, n, s.Name, err)
-			}
+		if _, err := tx.ExecContext(ctx, sqlHolds, s.Name, pq.Array(list)); err != nil {
+			return nil, fmt.Errorf("master %s: keep log rows for slave %s: %w", opts.Master.Name, s.Name, err)
 		}
 	}
 	return out, nil
+}
+
+// logNames returns the names the log gives the tables with these oids.
+func logNames(ctx context.Context, db queryer, oids []int64) (map[int64]string, error) {
+	rows, err := db.QueryContext(ctx, sqlLogNames, pq.Array(oids))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[int64]string{}
+	for rows.Next() {
+		var o int64
+		var n string
+		if err := rows.Scan(&o, &n); err != nil {
+			return nil, err
+		}
+		out[o] = n
+	}
+	return out, rows.Err()
 }
 
 func capturedOIDs(ctx context.Context, master queryer) (map[int64]bool, error) {

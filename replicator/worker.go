@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/lib/pq"
@@ -117,6 +118,9 @@ type worker struct {
 	skip       map[string]bool
 	advanceNow bool
 	copied     chan struct{}
+	// leased is true while the worker holds the slave's lease: only then
+	// may its copier copy (a second daemon's copier must not).
+	leased atomic.Bool
 
 	// hook, when set (tests only), runs at each step of a batch; an error it
 	// returns makes the worker drop its connections as a killed process would.
@@ -383,6 +387,7 @@ func (w *worker) connect(ctx context.Context) error {
 	if err := w.claimLease(ctx); err != nil {
 		return err
 	}
+	w.leased.Store(true)
 	if err := w.resolveInDoubt(ctx); err != nil {
 		return err
 	}
@@ -470,6 +475,7 @@ func (w *worker) ack(ctx context.Context, p position, snapTime time.Time) error 
 
 // drop abandons the slave connection (it may be inside a transaction).
 func (w *worker) drop() {
+	w.leased.Store(false)
 	if w.conn == nil {
 		return
 	}
