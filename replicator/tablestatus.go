@@ -2,7 +2,8 @@ package replicator
 
 import (
 	"context"
-	"time"
+	"database/sql"
+	"errors"
 )
 
 // TableStatus is the state of one table on one slave.
@@ -19,20 +20,17 @@ type TableStatus struct {
 
 const sqlTableStates = `SELECT tbl, state, mode, rows_copied, rows_total, rate, coalesce(error, '') FROM replica.table_state WHERE master = $1`
 
-// tableStates reads the states of the captured tables on one slave. A
-// captured table the slave has no state for is ok (captured before
-// copies existed, or copied with pg_dump before init).
-func tableStates(ctx context.Context, n Node, masterID string, captured []string) []TableStatus {
+// tableStates reads the states of the captured tables on one slave
+// (db; nil: it cannot be reached). A captured table the slave has no
+// state for is ok (captured before copies existed, or copied with pg_dump
+// before init).
+func tableStates(ctx context.Context, db *sql.DB, masterID string, captured []string) []TableStatus {
 	out := make([]TableStatus, 0, len(captured))
 	byName := map[string]TableStatus{}
-	db, err := openDB(n.DSN)
-	if err == nil {
-		defer db.Close()
-		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-		rows, qerr := db.QueryContext(cctx, sqlTableStates, masterID)
-		err = qerr
-		if qerr == nil {
+	err := errors.New("slave unreachable")
+	if db != nil {
+		var rows *sql.Rows
+		if rows, err = db.QueryContext(ctx, sqlTableStates, masterID); err == nil {
 			for rows.Next() {
 				var t TableStatus
 				if rows.Scan(&t.Name, &t.State, &t.Mode, &t.RowsCopied, &t.RowsTotal, &t.Rate, &t.Error) == nil {
