@@ -266,13 +266,19 @@ func (w *worker) catchUpTable(ctx context.Context, table, snap string) (int, err
 // until ctx is cancelled. It uses connections of its own, so the worker
 // goes on applying the other tables meanwhile.
 func (w *worker) copier(ctx context.Context) {
+	failures := 0
 	for ctx.Err() == nil {
 		did, err := w.copyNext(ctx)
 		if errors.Is(err, errCrash) {
 			return
 		}
+		wait := time.Second
 		if err != nil && ctx.Err() == nil {
-			w.log.Warn("copy", keyError, err)
+			failures++
+			wait = backoff(failures, w.r.opts.MaxBackoff)
+			w.log.Warn("copy", keyError, err, "failures", failures, "retry_in", wait.String())
+		} else {
+			failures = 0
 		}
 		if did && err == nil {
 			select {
@@ -283,7 +289,7 @@ func (w *worker) copier(ctx context.Context) {
 		}
 		select {
 		case <-ctx.Done():
-		case <-time.After(time.Second):
+		case <-time.After(wait):
 		}
 	}
 }
@@ -333,6 +339,10 @@ func (w *worker) copyNext(ctx context.Context) (did bool, err error) {
 		if err := w.copyTable(ctx, masterID, src); err != nil {
 			if ctx.Err() != nil || errors.Is(err, errCrash) {
 				return true, err
+			}
+			if isConnectionError(err) {
+				// An outage: the copy starts again once both ends answer.
+				return false, err
 			}
 			if _, e := w.slaveDB.ExecContext(ctx, sqlCopyFailed, masterID, j.table, err.Error()); e != nil {
 				w.log.Warn("record copy error", keyTable, j.table, keyError, e)
