@@ -657,5 +657,39 @@ $$;
 REVOKE ALL ON FUNCTION replica.row_insert(regclass, text) FROM PUBLIC;
 -- ---------------------------------------------------------------------------
 
+-- ---------------------------------------------------------------------------
+-- Version 4, initial copy. Slave side: the state of each table copied from
+-- a master. A table with no row here is ok (it was captured before copies
+-- existed, or its copy was skipped). While a table is not ok the daemon
+-- applies none of its logged changes; the copy (rows as of the master's
+-- snapshot copy_snapshot) and the catch-up (its changes not visible in
+-- copy_snapshot, up to the slave's position) bring it to ok, each in the
+-- slave transaction that writes its new state.
+CREATE TABLE IF NOT EXISTS replica.table_state (
+  master        text NOT NULL,           -- master identity, as in replica.position
+  tbl           text NOT NULL,           -- quoted schema.table, as the log names it
+  state         text NOT NULL CHECK (state IN ('copying', 'catching-up', 'ok', 'error')),
+  mode          text NOT NULL DEFAULT 'truncate', -- truncate, merge or skip
+  copy_snapshot pg_snapshot,             -- the master's snapshot the rows were copied as of
+  rows_copied   bigint NOT NULL DEFAULT 0,
+  rows_total    bigint NOT NULL DEFAULT 0, -- estimate, from the master's statistics
+  rate          float8 NOT NULL DEFAULT 0, -- rows per second of the copy
+  error         text,
+  updated_at    timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (master, tbl)
+);
+REVOKE ALL ON replica.table_state FROM PUBLIC;
+-- Master side: the log rows a table copying to a slave still needs, which
+-- purge keeps: every event whose transaction is not visible in snapshot.
+-- Removed once the table has caught up on that slave.
+CREATE TABLE IF NOT EXISTS replica.holds (
+  slave    text NOT NULL,
+  tbl      text NOT NULL,
+  snapshot pg_snapshot NOT NULL,
+  PRIMARY KEY (slave, tbl)
+);
+REVOKE ALL ON replica.holds FROM PUBLIC;
+-- ---------------------------------------------------------------------------
+
 INSERT INTO replica.version (version) VALUES (4)
 ON CONFLICT (singleton) DO UPDATE SET version = EXCLUDED.version;

@@ -46,6 +46,10 @@ func (c *CLI) runInit(ctx context.Context, args []string) error {
 		fmt.Fprintln(stdout, "warning: "+w)
 	}
 	fmt.Fprintf(stdout, "master %s: capturing %d tables: %s\n", cfg.Master.Name, len(rep.Tables), strings.Join(rep.Tables, ", "))
+	for _, t := range rep.Created {
+		fmt.Fprintf(stdout, "created on slave %s\n", t)
+	}
+	printCopies(stdout, rep.Copies)
 	for _, t := range rep.Removed {
 		fmt.Fprintf(stdout, "master %s: table %s no longer matched: capture removed\n", cfg.Master.Name, t)
 	}
@@ -135,6 +139,7 @@ func printStatus(w io.Writer, st *replicator.Status) {
 		fmt.Fprintf(tw, "%s\t%s\t%.1fs\t%d\t%d\t%d\t%s\n", s.Name, s.State, s.LagSeconds, s.PendingEvents, s.AppliedBatch, len(s.InDoubt), lastErr)
 	}
 	tw.Flush()
+	printTables(w, st)
 	for _, s := range st.Slaves {
 		if !s.Configured {
 			fmt.Fprintf(w, "slave %s: registered on master %s but not in the configuration: it holds back purge of the log; 'goreplica unregister %s' removes it\n", s.Name, st.Master, s.Name)

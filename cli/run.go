@@ -128,6 +128,9 @@ func replicatorOptions(cfg *config.Config) replicator.Options {
 
 		OnConflict:       cfg.Replicate.OnConflict,
 		OnConflictTables: cfg.Replicate.OnConflictTables,
+		Copy:             cfg.Replicate.Copy,
+		Create:           cfg.Replicate.Create,
+		CaptureNew:       cfg.Replicate.CaptureNew,
 	}
 	for _, s := range cfg.Slaves {
 		o.Slaves = append(o.Slaves, replicator.Node{Name: s.Name, DSN: s.DSN.Reveal(), TwoPhase: s.UsesTwoPhase(), NoForward: !s.Forwards()})

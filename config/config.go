@@ -76,6 +76,16 @@ type Replicate struct {
 	OnConflictTables map[string]string `toml:"on_conflict_tables"`
 	// Sequences are schema.sequence patterns whose values follow the batches.
 	Sequences []string `toml:"sequences"`
+	// Copy is how a table new to a slave gets its rows: "truncate"
+	// (empty the slave's table, copy), "merge" (upsert by key, keep the
+	// slave's other rows) or "skip" (the slave already holds them).
+	Copy string `toml:"copy"`
+	// Create creates on a slave a chosen table it lacks, from the
+	// master's catalog.
+	Create bool `toml:"create"`
+	// CaptureNew has the daemon capture and copy the tables created
+	// after init that Tables matches.
+	CaptureNew bool `toml:"capture_new"`
 }
 
 // Duration is a time.Duration written as a string in TOML ("5s", "250ms").
@@ -171,6 +181,9 @@ func Defaults() Config {
 			BatchEvents:   10000,
 			BatchBytes:    Size{Bytes: 32 << 20},
 			OnConflict:    "stop",
+			Copy:          "truncate",
+			Create:        true,
+			CaptureNew:    true,
 		},
 		Log: DefaultLog(),
 	}
@@ -461,6 +474,11 @@ func (c *Config) Validate() []error {
 		add("replicate.batch_bytes: %s is too small (at least 1KB)", c.Replicate.BatchBytes)
 	}
 	errs = append(errs, c.Replicate.validateConflicts()...)
+	switch c.Replicate.Copy {
+	case "truncate", "merge", "skip":
+	default:
+		add("replicate.copy: %q is not a copy mode (truncate, merge or skip)", c.Replicate.Copy)
+	}
 	if c.Metrics != nil {
 		errs = append(errs, c.Metrics.validate()...)
 	}

@@ -39,7 +39,7 @@ type Mail struct {
 
 // MailEvents lists the event kinds [mail] events may name, in the order
 // the documentation gives them.
-var MailEvents = []string{"start", "stop", "abort", "unreachable", "reachable", "conflict", "error", "recovered", "lag", "lag_ok"}
+var MailEvents = []string{"start", "stop", "abort", "unreachable", "reachable", "conflict", "error", "recovered", "lag", "lag_ok", "copied"}
 
 // mailRecovery maps each recovery event to the problem events it closes:
 // a recovery mail is only sent after one of its problem mails.

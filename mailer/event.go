@@ -23,13 +23,14 @@ const (
 	KindRecovered   Kind = "recovered"   // a slave applies again after a conflict or error
 	KindLag         Kind = "lag"         // lag went above the alert threshold
 	KindLagOK       Kind = "lag_ok"      // ... and back under it
+	KindCopied      Kind = "copied"      // every table of a slave is copied and caught up
 	KindTest        Kind = "test"        // goreplica mail-test; never throttled
 )
 
 // Kinds lists every kind a configuration may select, in documentation order
 // (KindTest is always sent and not listed).
 var Kinds = []Kind{KindStart, KindStop, KindAbort, KindUnreachable, KindReachable,
-	KindConflict, KindApplyError, KindRecovered, KindLag, KindLagOK}
+	KindConflict, KindApplyError, KindRecovered, KindLag, KindLagOK, KindCopied}
 
 // Event is one thing the operator should hear about.
 type Event struct {

@@ -193,9 +193,28 @@ var errJoined = errors.New("a joined statement conflicted or failed")
 // among them), and reuse their transaction ids for new transactions, which
 // the slave's position would count as applied and skip.
 func (w *worker) cycle(ctx context.Context) (int, error) {
+	if n, err := w.catchUp(ctx); err != nil || n > 0 {
+		return n, err
+	}
 	if w.pos.hi != "" {
 		return w.subBatch(ctx)
 	}
+	if w.advanceNow {
+		// A copied table waits for the position to pass its copy: the
+		// batch moves it, then the table catches up at once.
+		n, err := w.batch(ctx)
+		if err != nil || w.advanceNow {
+			return n, err
+		}
+		m, err := w.catchUp(ctx)
+		return n + m, err
+	}
+	return w.batch(ctx)
+}
+
+// batch applies the events that became visible on the master since the
+// slave's position (or the first sub-batch of them, when they are many).
+func (w *worker) batch(ctx context.Context) (int, error) {
 	tx, err := w.r.master.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true})
 	if err != nil {
 		return 0, w.masterErr("begin batch", err)
@@ -209,6 +228,9 @@ func (w *worker) cycle(ctx context.Context) (int, error) {
 	takenAt := time.Now()
 	if snap == w.pos.snapshot {
 		return 0, nil
+	}
+	if err := w.loadNotOK(ctx); err != nil {
+		return 0, err
 	}
 	rows, err := tx.QueryContext(ctx, sqlEvents, w.pos.snapshot, w.slave.Name, w.forward, aloneBytes)
 	if err != nil {
@@ -254,24 +276,20 @@ func (w *worker) apply(ctx context.Context, rows *sql.Rows, next position, maxEv
 	n := 0
 	var bytes int64
 	w.conflicts = nil
-	skipped := false
+	skipped := 0
 	for rows.Next() {
-		var e event
-		var origin, text sql.NullString
-		var op, ctid string
-		var length int64
-		if err := rows.Scan(&e.txid, &origin, &e.table, &op, &text, &length, &ctid); err != nil {
-			return 0, w.masterErr("read events", err)
+		e, big, length, err := w.scanEvent(rows)
+		if err != nil {
+			return 0, err
 		}
-		e.sql = text.String
-		e.op = op[0]
 		if w.skips[e.txid] {
-			skipped = true // left out by 'goreplica skip'
+			skipped++ // left out by 'goreplica skip'
 			continue
 		}
-		e.origin = w.r.opts.Master.Name
-		if origin.Valid {
-			e.origin = origin.String
+		if w.notOK[e.table] {
+			// Copying to this slave: its catch-up applies it (copy.go).
+			skipped++
+			continue
 		}
 		if !began {
 			if err := begin(); err != nil {
@@ -283,23 +301,8 @@ func (w *worker) apply(ctx context.Context, rows *sql.Rows, next position, maxEv
 		if maxEvents > 0 && (int64(n) > maxEvents || bytes > maxBytes) {
 			return 0, errTooBig
 		}
-		if !text.Valid {
-			if !c.empty() {
-				if err := w.applyChunk(ctx, &c); err != nil {
-					return 0, err
-				}
-			}
-			big, err := w.readBig(ctx, ctid)
-			if err != nil {
-				return 0, err
-			}
-			e.sql = big
-		}
-		c.buffer(e)
-		if c.full() {
-			if err := w.applyChunk(ctx, &c); err != nil {
-				return 0, err
-			}
+		if err := w.addEvent(ctx, &c, e, big); err != nil {
+			return 0, err
 		}
 	}
 	if err := rows.Err(); err != nil {
@@ -308,7 +311,7 @@ func (w *worker) apply(ctx context.Context, rows *sql.Rows, next position, maxEv
 	rows.Close()
 	// Nothing for this slave: move its position now and then so that purge
 	// and status follow, but do not write on every poll.
-	if n == 0 && !skipped && next.hi == "" && w.pos.hi == "" && time.Since(w.lastAdvance) < advanceEvery {
+	if n == 0 && skipped == 0 && !w.advanceNow && next.hi == "" && w.pos.hi == "" && time.Since(w.lastAdvance) < advanceEvery {
 		return 0, nil
 	}
 	if err := w.fence(ctx, next.takenAt); err != nil {
@@ -343,6 +346,7 @@ func (w *worker) apply(ctx context.Context, rows *sql.Rows, next position, maxEv
 	}
 	w.pos = next
 	w.exact = false
+	w.advanceNow = false
 	w.alertConflicts()
 	w.lastAdvance = time.Now()
 	if n > 0 && w.slaveCaptures {
@@ -354,6 +358,50 @@ func (w *worker) apply(ctx context.Context, rows *sql.Rows, next position, maxEv
 		w.log.Debug("batch applied", keyBatch, next.batch, "events", n)
 	}
 	return n, nil
+}
+
+// scanEvent reads one event of the log, as sqlEvents and the queries like
+// it return it. A statement longer than aloneBytes is not in the row: big
+// is then its row's ctid, for addEvent to read it.
+func (w *worker) scanEvent(rows *sql.Rows) (e event, big string, length int64, err error) {
+	var origin, text sql.NullString
+	var op, ctid string
+	if err := rows.Scan(&e.txid, &origin, &e.table, &op, &text, &length, &ctid); err != nil {
+		return e, "", 0, w.masterErr("read events", err)
+	}
+	e.sql = text.String
+	e.op = op[0]
+	e.origin = w.r.opts.Master.Name
+	if origin.Valid {
+		e.origin = origin.String
+	}
+	if !text.Valid {
+		big = ctid
+	}
+	return e, big, length, nil
+}
+
+// addEvent adds e to the chunk, and applies the chunk when it is full. A
+// big statement (big, its row) is read now, after the chunk before it is
+// applied, and goes alone (alone.go).
+func (w *worker) addEvent(ctx context.Context, c *chunk, e event, big string) error {
+	if big != "" {
+		if !c.empty() {
+			if err := w.applyChunk(ctx, c); err != nil {
+				return err
+			}
+		}
+		s, err := w.readBig(ctx, big)
+		if err != nil {
+			return err
+		}
+		e.sql = s
+	}
+	c.buffer(e)
+	if c.full() {
+		return w.applyChunk(ctx, c)
+	}
+	return nil
 }
 
 // commit ends the slave transaction of batch next and acknowledges it on the

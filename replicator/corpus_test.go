@@ -59,10 +59,11 @@ SET lc_monetary = 'C'; SET xmloption = content; SET TimeZone = 'UTC'; SET bytea_
 // print, and applied on a slave whose database has other settings still
 // (lc_monetary, DateStyle, IntervalStyle, xmloption, array_nulls,
 // standard_conforming_strings, TimeZone...).
-func TestEveryBuiltinTypeUnderHostileSettings(t *testing.T) {
-	t.Parallel()
-	ms, _ := servers(t)
-	probe, _ := newDB(t, ms, "probe")
+// everyTypeColumns returns, for every built-in type, the column
+// definitions of a value and an array of it, sample values for them, and
+// their names.
+func everyTypeColumns(t *testing.T, probe *sql.DB) (cols, vals, arrs []string) {
+	t.Helper()
 	rows, err := probe.Query(`SELECT t.typname FROM pg_type t
 		WHERE t.typnamespace = 'pg_catalog'::regnamespace AND t.typtype IN ('b', 'r', 'm') AND t.typisdefined
 		  AND t.typarray <> 0 AND t.typname !~ '^_' ORDER BY 1`)
@@ -88,7 +89,6 @@ func TestEveryBuiltinTypeUnderHostileSettings(t *testing.T) {
 		t.Fatalf("built-in types without a sample value in builtinSamples: %s", strings.Join(missing, ", "))
 	}
 	sort.Strings(types)
-	var cols, vals, arrs []string
 	for _, ty := range types {
 		q := pq.QuoteIdentifier(ty)
 		cols = append(cols, fmt.Sprintf("%s pg_catalog.%s, %s pg_catalog.%s[]", pq.QuoteIdentifier("c_"+ty), q, pq.QuoteIdentifier("a_"+ty), q))
@@ -99,22 +99,38 @@ func TestEveryBuiltinTypeUnderHostileSettings(t *testing.T) {
 	if ty := "bit"; !strings.Contains(strings.Join(types, " "), ty) {
 		t.Fatal("no bit type")
 	}
-	schema := fmt.Sprintf("CREATE TABLE every (id int PRIMARY KEY, %s)", strings.Join(cols, ", "))
-	e := newEnv(t, setup{schema: schema, twoPhase: []bool{false}})
+	return cols, vals, arrs
+}
+
+// hostileSlave gives the slave's database settings that change how values
+// read and print, and returns the lc_monetary the tests use.
+func (e *env) hostileSlave() string {
+	e.t.Helper()
 	monetary := "de_DE.UTF-8"
 	if !hasLocale(monetary) {
 		if os.Getenv("CI") != "" {
-			t.Fatalf("locale %s is missing: .ci/run generates it (locale-gen)", monetary)
+			e.t.Fatalf("locale %s is missing: .ci/run generates it (locale-gen)", monetary)
 		}
-		t.Logf("locale %s is missing (locale-gen it): the slave's lc_monetary stays C", monetary)
+		e.t.Logf("locale %s is missing (locale-gen it): the slave's lc_monetary stays C", monetary)
 		monetary = "C"
 	}
-	slaveDB := queryString(t, e.slaves[0], `SELECT current_database()`)
+	slaveDB := queryString(e.t, e.slaves[0], `SELECT current_database()`)
 	for _, set := range []string{"DateStyle = 'German, DMY'", "IntervalStyle = 'iso_8601'", "lc_monetary = " + pq.QuoteLiteral(monetary),
 		"xmloption = document", "array_nulls = off", "standard_conforming_strings = off", "TimeZone = 'Pacific/Chatham'",
 		"extra_float_digits = -15", "bytea_output = 'escape'", "search_path = pg_temp"} {
 		e.exec(e.slaves[0], fmt.Sprintf("ALTER DATABASE %s SET %s", pq.QuoteIdentifier(slaveDB), set))
 	}
+	return monetary
+}
+
+func TestEveryBuiltinTypeUnderHostileSettings(t *testing.T) {
+	t.Parallel()
+	ms, _ := servers(t)
+	probe, _ := newDB(t, ms, "probe")
+	cols, vals, arrs := everyTypeColumns(t, probe)
+	schema := fmt.Sprintf("CREATE TABLE every (id int PRIMARY KEY, %s)", strings.Join(cols, ", "))
+	e := newEnv(t, setup{schema: schema, twoPhase: []bool{false}})
+	monetary := e.hostileSlave()
 	e.start(nil)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -141,14 +157,40 @@ func TestEveryBuiltinTypeUnderHostileSettings(t *testing.T) {
 		}
 		return ""
 	})
-	for _, c := range arrs {
-		q := fmt.Sprintf("SELECT string_agg(coalesce(%s::text, 'NULL'), ' | ' ORDER BY id) FROM every", c)
-		want, got := canonicalText(t, e.master, q), canonicalText(t, e.slaves[0], q)
+	e.sameColumns("every", arrs)
+}
+
+// sameColumns compares the columns of table on the master and the first
+// slave, as text under canonical settings.
+func (e *env) sameColumns(table string, columns []string) {
+	e.t.Helper()
+	for _, c := range columns {
+		q := fmt.Sprintf("SELECT string_agg(coalesce(%s::text, 'NULL'), ' | ' ORDER BY id) FROM %s", c, table)
+		want, got := canonicalText(e.t, e.master, q), canonicalText(e.t, e.slaves[0], q)
 		if got != want {
-			t.Errorf("column %s: slave has %s, master has %s", c, got, want)
+			e.t.Errorf("column %s: slave has %s, master has %s", c, got, want)
 		}
 	}
 	e.requireNoPerRowRetry()
+}
+
+// Invariant 8 for the initial copy: a value of every built-in type, and an
+// array of each, is copied exactly into a slave table created by init, on
+// a slave whose database settings change how values read and print.
+func TestEveryBuiltinTypeCopies(t *testing.T) {
+	t.Parallel()
+	ms, _ := servers(t)
+	probe, _ := newDB(t, ms, "probe")
+	cols, vals, arrs := everyTypeColumns(t, probe)
+	e := newEnv(t, setup{twoPhase: []bool{false}})
+	e.hostileSlave()
+	e.exec(e.master, fmt.Sprintf("CREATE TABLE every (id int PRIMARY KEY, %s)", strings.Join(cols, ", ")))
+	e.exec(e.master, fmt.Sprintf("INSERT INTO every (id, %s) VALUES (1, %s), (2, %s)", strings.Join(arrs, ", "), strings.Join(vals, ", "), strings.Join(vals, ", ")))
+	e.exec(e.master, "INSERT INTO every (id) VALUES (3)")
+	e.initAgain(e.copyOpts(CopyTruncate))
+	e.start(nil)
+	e.waitTableState(0, "public.every", TableOK)
+	e.sameColumns("every", arrs)
 }
 
 // canonicalText runs a one-value query under canonicalSettings.

@@ -93,6 +93,8 @@ type InitReport struct {
 	Removed  []string // no longer matched: capture removed
 	Warnings []string
 	Slaves   []string // registered (now or before)
+	Created  []string // "slave: table" created on a slave
+	Copies   []string // "slave: table (mode)": tables new to a slave, and how they get their rows
 }
 
 // selectTables applies the include and exclude patterns to the catalog's
@@ -204,14 +206,17 @@ func Init(ctx context.Context, opts Options, triggerSQL string) (*InitReport, er
 			problems = append(problems, fmt.Errorf("master %s: table %s: its primary key is DEFERRABLE: goreplica finds rows by key and cannot repeat the key shifts that only a deferred check allows (make the key NOT DEFERRABLE, other unique constraints may stay deferrable; or exclude the table)", opts.Master.Name, t.Qualified()))
 			continue
 		}
-		for i, s := range opts.Slaves {
-			if err := compareTable(ctx, master, slaves[i], t, s.Name); err != nil {
-				problems = append(problems, err)
-			}
-		}
 	}
 	if len(problems) > 0 {
 		return nil, errors.Join(problems...)
+	}
+	every := make([][]Table, len(opts.Slaves))
+	for i := range every {
+		every[i] = chosen
+	}
+	creations, err := planSlaveTables(ctx, opts, master, slaves, every)
+	if err != nil {
+		return nil, err
 	}
 	for i, s := range opts.Slaves {
 		if err := checkSideEffects(ctx, slaves[i], s.Name, chosen); err != nil {
@@ -228,14 +233,24 @@ func Init(ctx context.Context, opts Options, triggerSQL string) (*InitReport, er
 			return nil, fmt.Errorf("install on slave %s: %w", s.Name, err)
 		}
 	}
+	if rep.Created, err = createSlaveTables(ctx, opts, slaves, creations); err != nil {
+		return nil, err
+	}
 	if err := install(ctx, master, triggerSQL); err != nil {
 		return nil, fmt.Errorf("install on master %s: %w", opts.Master.Name, err)
+	}
+	newFor, masterID, err := newTables(ctx, opts, master, chosen)
+	if err != nil {
+		return nil, fmt.Errorf("master %s: %w", opts.Master.Name, err)
 	}
 	tx, err := master.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("master %s: %w", opts.Master.Name, err)
 	}
 	defer tx.Rollback()
+	if rep.Copies, err = startCopies(ctx, opts, tx, masterID, slaves, newFor, opts.copyMode()); err != nil {
+		return nil, err
+	}
 	keep := map[int64]bool{}
 	for _, t := range chosen {
 		if _, err := tx.ExecContext(ctx, sqlCapture, t.OID); err != nil {
@@ -404,7 +419,7 @@ func compareTable(ctx context.Context, master, slave *sql.DB, t Table, slaveName
 		return fmt.Errorf("describe table %s on slave %s: %w", t.Qualified(), slaveName, err)
 	}
 	if s == nil {
-		return fmt.Errorf("slave %s: table %s does not exist (create it and copy its data, e.g. pg_dump -t, before init)", slaveName, t.Qualified())
+		return fmt.Errorf("slave %s: table %s does not exist (create it, or set create = true in [replicate] for init to create it)", slaveName, t.Qualified())
 	}
 	var diffs []string
 	if s.deferrable {

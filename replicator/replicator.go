@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 )
@@ -33,6 +34,15 @@ type Options struct {
 	// Sequences are patterns over schema.sequence: their values go to the
 	// slaves with the batches, never moving a slave's backwards.
 	Sequences []string
+	// Copy is how a table new to a slave gets its rows: CopyTruncate,
+	// CopyMerge or CopySkip (the default here: the slave holds them).
+	Copy string
+	// Create creates on a slave a chosen table it lacks, from the
+	// master's catalog.
+	Create bool
+	// CaptureNew has the daemon capture and copy, every 10 seconds, the
+	// tables created since init that Tables matches.
+	CaptureNew bool
 
 	PollInterval time.Duration // upper bound on latency when a NOTIFY is lost
 	// BatchEvents and BatchBytes bound a slave transaction: a larger
@@ -59,6 +69,9 @@ type Options struct {
 
 	// heartbeatEvery replaces heartbeatEvery (tests only).
 	heartbeatEvery time.Duration
+	// checkEvery replaces the 10 seconds between checks for drifted log
+	// functions and new tables (tests only).
+	checkEvery time.Duration
 }
 
 // Waker delivers wake-ups: a NOTIFY from the master's log triggers, or a
@@ -107,6 +120,8 @@ type Replicator struct {
 	hook func(slave, step string) error
 	// fences is shared by the workers (fence.go).
 	fences fences
+	// reportedPartitions are the unmatched partitions last warned of.
+	reportedPartitions string
 }
 
 // New checks the options and prepares a Replicator. It does not connect.
@@ -176,7 +191,11 @@ func (r *Replicator) Run(ctx context.Context) error {
 func (r *Replicator) maintain(ctx context.Context) {
 	purge := time.NewTicker(r.opts.PurgeInterval)
 	defer purge.Stop()
-	drift := time.NewTicker(10 * time.Second)
+	every := 10 * time.Second
+	if r.opts.checkEvery > 0 {
+		every = r.opts.checkEvery
+	}
+	drift := time.NewTicker(every)
 	defer drift.Stop()
 	lagging := map[string]bool{}
 	for {
@@ -192,6 +211,13 @@ func (r *Replicator) maintain(ctx context.Context) {
 		case <-drift.C:
 			if err := r.recaptureDrifted(ctx); err != nil {
 				r.log.Warn("check log functions", keyError, err)
+			}
+			if r.opts.CaptureNew {
+				if added, err := r.captureNew(ctx); err != nil {
+					r.log.Warn("capture new tables", keyError, err)
+				} else if len(added) > 0 {
+					r.log.Info("new tables captured: the slaves copy them", "tables", strings.Join(added, ", "))
+				}
 			}
 			if r.opts.LagAlert > 0 {
 				if err := r.checkLag(ctx, lagging); err != nil {

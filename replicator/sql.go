@@ -70,8 +70,11 @@ const (
  WHERE txid = ANY ($1::text[]::xid8[])
    AND (origin IS NULL OR ($3 AND origin <> $2 AND via IS DISTINCT FROM $2))
  ORDER BY replica_log.lsn, replica_log.txid`
+	// sqlPurge keeps too the events a table copying to a slave still
+	// needs (replica.holds, copy.go).
 	sqlPurge = `DELETE FROM replica.replica_log
- WHERE txid < (SELECT min(pg_snapshot_xmin(acked_snapshot)) FROM replica.slaves)`
+ WHERE txid < (SELECT min(pg_snapshot_xmin(acked_snapshot)) FROM replica.slaves)
+   AND txid < coalesce((SELECT min(pg_snapshot_xmin(snapshot)) FROM replica.holds), '18446744073709551615'::xid8)`
 	sqlRecaptureDrifted = `SELECT replica.recapture_drifted()`
 
 	// Slave: position, apply, prepared transactions.

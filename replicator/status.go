@@ -68,6 +68,8 @@ type SlaveStatus struct {
 	// Applying is true when a worker was heard from recently: a daemon
 	// applies to this slave.
 	Applying bool `json:"applying"`
+	// Tables is the state of each captured table on this slave.
+	Tables []TableStatus `json:"tables"`
 }
 
 // States status shows besides those the workers record.
@@ -189,6 +191,10 @@ func GetStatus(ctx context.Context, opts Options) (*Status, error) {
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
+	captured, err := capturedNames(ctx, master)
+	if err != nil {
+		return nil, fmt.Errorf("master %s: %w", opts.Master.Name, err)
+	}
 	stale := staleAfter(opts)
 	configured := map[string]bool{}
 	for _, n := range opts.Slaves {
@@ -206,7 +212,7 @@ func GetStatus(ctx context.Context, opts Options) (*Status, error) {
 		// Prepared batches are in doubt unless a worker is committing them:
 		// that needs the state as the slave were reachable.
 		working := slaveState(s.State, silentFor, stale, sf.Valid, true)
-		s.InDoubt, s.Reachable = inDoubt(ctx, n, masterID, leftBehind(alive, working))
+		s.InDoubt, s.Reachable, s.Tables = inDoubt(ctx, n, masterID, leftBehind(alive, working), captured)
 		s.State = slaveState(s.State, silentFor, stale, sf.Valid, s.Reachable)
 		st.Slaves = append(st.Slaves, s)
 	}
@@ -237,21 +243,22 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
-// inDoubt lists the prepared batches of (master, slave) on the slave.
-// Prepared batches are listed only when left is true (see leftBehind); the
-// slave is reached either way, to tell whether it can be.
-func inDoubt(ctx context.Context, n Node, masterID string, left bool) ([]string, bool) {
+// inDoubt lists the prepared batches of (master, slave) on the slave, and
+// the states there of the captured tables (tableStates). Prepared batches
+// are listed only when left is true (see leftBehind); the slave is reached
+// either way, to tell whether it can be.
+func inDoubt(ctx context.Context, n Node, masterID string, left bool, captured []string) ([]string, bool, []TableStatus) {
 	out := []string{}
 	db, err := openDB(n.DSN)
 	if err != nil {
-		return out, false
+		return out, false, tableStates(ctx, nil, masterID, captured)
 	}
 	defer db.Close()
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	rows, err := db.QueryContext(cctx, sqlPrepared, gidPrefix(masterID, n.Name))
 	if err != nil {
-		return out, false
+		return out, false, tableStates(ctx, nil, masterID, captured)
 	}
 	defer rows.Close()
 	for rows.Next() {
@@ -260,5 +267,5 @@ func inDoubt(ctx context.Context, n Node, masterID string, left bool) ([]string,
 			out = append(out, g)
 		}
 	}
-	return out, rows.Err() == nil
+	return out, rows.Err() == nil, tableStates(cctx, db, masterID, captured)
 }

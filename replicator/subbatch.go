@@ -150,6 +150,9 @@ func (w *worker) subBatch(ctx context.Context) (int, error) {
 	for _, t := range w.summary.txs[i:j] {
 		txids = append(txids, strconv.FormatUint(t.key.txid, 10))
 	}
+	if err := w.loadNotOK(ctx); err != nil {
+		return 0, err
+	}
 	rows, err := w.r.master.QueryContext(ctx, sqlEventsOf, pq.Array(txids), w.slave.Name, w.forward, aloneBytes)
 	if err != nil {
 		return 0, w.masterErr("read events", err)

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/lib/pq"
@@ -124,6 +125,17 @@ type worker struct {
 	// that the conflict or error names the row; cleared by the next batch.
 	exact bool
 
+	// notOK holds the tables whose changes are not applied now: copying
+	// to this slave (copy.go). advanceNow moves the position at the next
+	// cycle even without events, for a copied table to catch up. copied
+	// wakes the worker when the copier has copied a table.
+	notOK      map[string]bool
+	advanceNow bool
+	copied     chan struct{}
+	// leased is true while the worker holds the slave's lease: only then
+	// may its copier copy (a second daemon's copier must not).
+	leased atomic.Bool
+
 	// hook, when set (tests only), runs at each step of a batch; an error it
 	// returns makes the worker drop its connections as a killed process would.
 	hook func(step string) error
@@ -143,6 +155,7 @@ func (r *Replicator) newWorker(s Node) (*worker, error) {
 		log:     r.log.With(keySlave, s.Name),
 		slaveDB: db,
 		state:   StateStopped,
+		copied:  make(chan struct{}, 1),
 	}
 	if r.opts.Waker != nil {
 		w.wake = r.opts.Waker.Subscribe()
@@ -167,6 +180,15 @@ func (w *worker) run(ctx context.Context) {
 	defer func() {
 		stopBeat()
 		<-beating
+	}()
+	copying := make(chan struct{})
+	go func() {
+		defer close(copying)
+		w.copier(beatCtx)
+	}()
+	defer func() {
+		stopBeat()
+		<-copying
 	}()
 	attempt := 0
 	for ctx.Err() == nil {
@@ -271,6 +293,8 @@ func (w *worker) idle(ctx context.Context) error {
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
+	case <-w.copied:
+		return nil
 	case <-w.wake:
 		// A transaction committed and notified: clear the flag before the
 		// batch rather than after it, so that the commits that arrive
@@ -377,6 +401,7 @@ func (w *worker) connect(ctx context.Context) error {
 	if err := w.claimLease(ctx); err != nil {
 		return err
 	}
+	w.leased.Store(true)
 	if err := w.resolveInDoubt(ctx); err != nil {
 		return err
 	}
@@ -422,6 +447,7 @@ func (w *worker) connect(ctx context.Context) error {
 		}
 	}
 	w.lastAdvance = time.Now()
+	w.notOK, w.advanceNow = nil, false
 	w.log.Info("connected", keyBatch, w.pos.batch, "two_phase", w.slave.TwoPhase, "replica_role", replicaRole)
 	return nil
 }
@@ -469,6 +495,7 @@ func (w *worker) ack(ctx context.Context, p position, snapTime time.Time) error 
 
 // drop abandons the slave connection (it may be inside a transaction).
 func (w *worker) drop() {
+	w.leased.Store(false)
 	if w.conn == nil {
 		return
 	}

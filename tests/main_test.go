@@ -155,6 +155,11 @@ type configFile struct {
 	tables []string // default ["public.*"]
 	// poll is replicate.poll_interval; default "200ms" so tests wait little.
 	poll string
+	// copy is replicate.copy; default "skip": the slaves were given the
+	// tables and rows before init, as with pg_dump.
+	copy string
+	// noCreate sets replicate.create = false.
+	noCreate bool
 }
 
 func boolp(b bool) *bool { return &b }
@@ -187,6 +192,11 @@ func (c configFile) toml() string {
 	}
 	fmt.Fprintf(&b, "\n[replicate]\ntables = [%s]\npoll_interval = %s\npurge_interval = \"2s\"\nmax_backoff = \"1s\"\n",
 		strings.Join(quoted, ", "), tomlString(poll))
+	cp := c.copy
+	if cp == "" {
+		cp = "skip"
+	}
+	fmt.Fprintf(&b, "copy = %s\ncreate = %t\n", tomlString(cp), !c.noCreate)
 	return b.String()
 }
 

@@ -198,6 +198,7 @@ dsn = %q
 tables = ["public.*"]
 purge_interval = "1m"
 max_backoff = "1s"
+copy = "skip"
 %s`, master.DSN(rig.MasterDB), name, slave.DSN(name), bounds)), 0o600); err != nil {
 			return err
 		}

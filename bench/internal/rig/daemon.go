@@ -58,6 +58,7 @@ tables = ["public.test"]
 poll_interval = %q
 purge_interval = "1m"
 max_backoff = "1s"
+copy = "skip"
 `, c.MasterDSN, c.Slave, c.SlaveDSN, c.TwoPhase, poll.String())
 	return os.WriteFile(path, []byte(text), 0o600)
 }
