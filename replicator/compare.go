@@ -381,6 +381,9 @@ const sqlTablePending = `SELECT count(*) FROM replica.replica_log l
                    WHERE m.txid = l.txid AND (m.origin IS NULL OR ($4 AND m.origin <> $3 AND m.via IS DISTINCT FROM $3))), l.txid)
                 <= (nullif($6, '')::pg_lsn, nullif($7, '')::xid8))`
 
+// sqlTableStateOf reads the state of one table on a slave (no row: ok).
+const sqlTableStateOf = `SELECT state FROM replica.table_state WHERE master = $1 AND tbl = $2`
+
 // sqlSlaveSeen says how long ago a daemon's worker for the slave was heard
 // of (NULL: never, or stopped cleanly) and its recorded state.
 const sqlSlaveSeen = `SELECT forward, state, extract(epoch FROM now() - seen_at)::float8 FROM replica.slaves WHERE name = $1`
@@ -557,6 +560,17 @@ func (p *point) pending(ctx context.Context, point bool, upTo string) (int64, er
 	}
 	if err != nil {
 		return 0, slaveErr(s.node.Name, "read position", err)
+	}
+	// A table whose initial copy is not done is not compared: its rows and
+	// its skipped changes are on their way (copy.go).
+	var state string
+	switch err := p.s.QueryRowContext(ctx, sqlTableStateOf, c.masterID, p.t.name).Scan(&state); {
+	case errors.Is(err, sql.ErrNoRows):
+	case err != nil:
+		return 0, slaveErr(s.node.Name, "read table state", err)
+	case state != TableOK:
+		return 0, fmt.Errorf("table %s on slave %s: %w: its initial copy is not done (state %s; 'goreplica wait' returns once every table is ok)",
+			p.t.name, s.node.Name, ErrNotCaughtUp, state)
 	}
 	var n int64
 	if err := p.m.QueryRowContext(ctx, sqlTablePending, p.t.name, pos.snapshot, s.node.Name, p.forward, hi, cutLSN, cutTxid, upTo).Scan(&n); err != nil {

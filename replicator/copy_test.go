@@ -211,6 +211,21 @@ func TestCopyWhileTheMasterWrites(t *testing.T) {
 	if st := e.tableState(0, "public.big"); st.State != TableCopying || st.RowsTotal < rows/2 {
 		t.Errorf("big while copying: %+v", st)
 	}
+	// compare does not compare a table still copying, and says why.
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	res, err := Compare(ctx, e.opts, CompareOptions{Tables: []string{"public.big", "public.other"}})
+	if err != nil || len(res) != 2 {
+		t.Fatalf("compare while a table copies: %+v, %v", res, err)
+	}
+	for _, r := range res {
+		if r.Table == "public.big" && (r.Equal || !strings.Contains(r.Error, "initial copy is not done (state copying")) {
+			t.Errorf("compare of a table being copied: %+v", r)
+		}
+		if r.Table == "public.other" && (!r.Equal || r.Error != "") {
+			t.Errorf("compare of a table that applies while another copies: %+v", r)
+		}
+	}
 	close(release)
 	e.waitTableState(0, "public.big", TableOK)
 	n := w.finish(t)
