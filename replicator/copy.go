@@ -440,6 +440,7 @@ func (w *worker) copyTable(ctx context.Context, masterID string, src copySource)
 		return w.slaveErr("begin copy of "+src.table, err)
 	}
 	target := qrel
+	var rebuild []string // statements that build the indexes after the load
 	switch src.mode {
 	case CopyMerge:
 		target = "pg_temp.goreplica_merge"
@@ -450,6 +451,9 @@ func (w *worker) copyTable(ctx context.Context, masterID string, src copySource)
 	default:
 		if err := emptyTable(ctx, conn, qrel); err != nil {
 			return w.slaveErr("empty "+src.table, err)
+		}
+		if rebuild, err = dropIndexesForLoad(ctx, conn, qrel); err != nil {
+			return w.slaveErr("drop the indexes of "+src.table+" for the load", err)
 		}
 	}
 	var copied int64
@@ -465,6 +469,11 @@ func (w *worker) copyTable(ctx context.Context, masterID string, src copySource)
 	})
 	if err != nil {
 		return fmt.Errorf("copy table %s into slave %s: %w", src.table, w.slave.Name, err)
+	}
+	for _, stmt := range rebuild {
+		if _, err := conn.ExecContext(ctx, stmt); err != nil {
+			return w.slaveErr("build an index of "+src.table+" after the load ("+stmt+")", err)
+		}
 	}
 	if src.mode == CopyMerge {
 		if _, err := conn.ExecContext(ctx, mergeSQL(qrel, cols, keys)); err != nil {

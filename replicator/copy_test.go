@@ -436,3 +436,49 @@ func (a *alerts) find(s string) string {
 	}
 	return ""
 }
+
+// TestCopyBuildsIndexesAfterTheLoad: a truncate-mode copy drops a slave
+// table's indexes and the constraints they back, loads the rows and builds
+// them again, exactly as they were (names, uniqueness, deferrability,
+// partial and expression indexes, an exclusion constraint); a table that a
+// foreign key refers to keeps its indexes through the load.
+func TestCopyBuildsIndexesAfterTheLoad(t *testing.T) {
+	e := newEnv(t, setup{})
+	const ddl = `CREATE TABLE ix (id int, u int, d int, r int4range, v text,
+  CONSTRAINT ix_pkey PRIMARY KEY (id), CONSTRAINT ix_u UNIQUE (u), CONSTRAINT ix_d UNIQUE (d) DEFERRABLE INITIALLY DEFERRED,
+  CONSTRAINT ix_r EXCLUDE USING gist (r WITH &&));
+CREATE INDEX ix_partial ON ix (v) WHERE v <> 'x';
+CREATE INDEX ix_expr ON ix (lower(v) text_pattern_ops, u DESC NULLS LAST);
+CREATE TABLE ref (id int PRIMARY KEY, v text)`
+	for _, db := range append([]*sql.DB{e.master}, e.slaves...) {
+		e.exec(db, ddl)
+	}
+	e.exec(e.slaves[0], `CREATE TABLE child (id int PRIMARY KEY, ref int REFERENCES ref); INSERT INTO ix VALUES (-1, -1, -1, '[-10,-9)', 'stale')`)
+	e.exec(e.master, `INSERT INTO ix SELECT g, g, g, int4range(g * 10, g * 10 + 5), 'v' || g FROM generate_series(1, 2000) g;
+INSERT INTO ref SELECT g, 'r' || g FROM generate_series(1, 100) g`)
+	const defs = `SELECT string_agg(x, E'\n' ORDER BY x) FROM (
+  SELECT pg_get_indexdef(indexrelid) AS x FROM pg_index WHERE indrelid IN ('ix'::regclass, 'ref'::regclass)
+  UNION ALL SELECT conname || ' ' || pg_get_constraintdef(oid) || ' ' || condeferrable || condeferred FROM pg_constraint
+   WHERE conrelid IN ('ix'::regclass, 'ref'::regclass)) s`
+	const oids = `SELECT string_agg(indexrelid::regclass || '=' || indexrelid::oid, ' ' ORDER BY indexrelid::regclass::text) FROM pg_index WHERE indrelid = $1::regclass`
+	before := queryString(t, e.slaves[0], defs)
+	ixBefore, refBefore := queryString(t, e.slaves[0], oids, "ix"), queryString(t, e.slaves[0], oids, "ref")
+	e.initAgain(e.copyOpts(CopyTruncate))
+	e.start(nil)
+	e.waitTableState(0, "public.ix", TableOK)
+	e.waitTableState(0, "public.ref", TableOK)
+	e.waitConverged(20*time.Second, "ix", "ref")
+	if after := queryString(t, e.slaves[0], defs); after != before {
+		t.Errorf("indexes and constraints after the copy:\n%s\nbefore:\n%s", after, before)
+	}
+	if after := queryString(t, e.slaves[0], oids, "ix"); after == ixBefore {
+		t.Errorf("ix's indexes were not built after the load: %s", after)
+	}
+	if after := queryString(t, e.slaves[0], oids, "ref"); after != refBefore {
+		t.Errorf("ref, which a foreign key refers to, had its indexes rebuilt: %s, before %s", after, refBefore)
+	}
+	// The rebuilt constraints hold.
+	if _, err := e.slaves[0].Exec(`INSERT INTO ix VALUES (5000, 1, 5000, '[0,1)', 'dup u')`); err == nil {
+		t.Error("a duplicate of the unique u was accepted after the rebuild")
+	}
+}
