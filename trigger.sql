@@ -420,6 +420,10 @@ BEGIN
   SELECT format('%I.%I', n.nspname, c.relname) INTO STRICT qrel
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = rel;
   SELECT k.cols INTO keys FROM replica.key_condition(rel) k;
+  -- Captured again on purpose (init, add): no longer a removed table.
+  IF to_regclass('replica.removed') IS NOT NULL THEN
+    DELETE FROM replica.removed WHERE relid = rel;
+  END IF;
   -- Recorded first: the ALTER TABLE below fires replica.on_ddl, which must
   -- then find nothing drifted.
   INSERT INTO replica.tables (relid, name, key_columns, columns)
@@ -689,6 +693,16 @@ CREATE TABLE IF NOT EXISTS replica.holds (
   PRIMARY KEY (slave, tbl)
 );
 REVOKE ALL ON replica.holds FROM PUBLIC;
+-- Master side: the tables `goreplica remove` took out of replication. The
+-- daemon does not capture them again when replicate.tables matches them
+-- (new tables); `goreplica add` or `init` does, and replica.capture then
+-- forgets the mark.
+CREATE TABLE IF NOT EXISTS replica.removed (
+  relid      oid PRIMARY KEY,
+  name       text NOT NULL,
+  removed_at timestamptz NOT NULL DEFAULT now()
+);
+REVOKE ALL ON replica.removed FROM PUBLIC;
 -- ---------------------------------------------------------------------------
 
 INSERT INTO replica.version (version) VALUES (4)

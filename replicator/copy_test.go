@@ -192,6 +192,11 @@ func TestCopyWhileTheMasterWrites(t *testing.T) {
 		return nil
 	}
 	e.start(hook)
+	// Registered after the daemon's stop, so run before it: a failing test
+	// never leaves the copy held and the daemon unable to stop.
+	var released sync.Once
+	release1 := func() { released.Do(func() { close(release) }) }
+	t.Cleanup(release1)
 	w := startWriter(t, e.master, rows)
 	rep := e.initAgain(e.copyOpts(CopyTruncate))
 	if len(rep.Created) != 1 || !strings.Contains(rep.Created[0], `"public"."big"`) {
@@ -226,7 +231,7 @@ func TestCopyWhileTheMasterWrites(t *testing.T) {
 			t.Errorf("compare of a table that applies while another copies: %+v", r)
 		}
 	}
-	close(release)
+	release1()
 	e.waitTableState(0, "public.big", TableOK)
 	n := w.finish(t)
 	if n < 50 {
@@ -351,7 +356,14 @@ func TestAddAndRemoveWhileRunning(t *testing.T) {
 	if err != nil || len(removed) != 1 {
 		t.Fatalf("remove: %v %v", removed, err)
 	}
+	// The daemon now looks for new tables often, with a pattern that
+	// matches the removed one: it captures a table created meanwhile, and
+	// leaves the removed one out (until add or init).
+	e.opts.Tables = []string{"public.*"}
+	e.opts.Create, e.opts.CaptureNew, e.opts.checkEvery = true, true, 100*time.Millisecond
+	e.exec(e.master, `CREATE TABLE fresh (id int PRIMARY KEY)`)
 	e.start(nil)
+	e.waitTableState(0, "public.fresh", TableOK)
 	e.exec(e.master, `DELETE FROM added WHERE id = 2; INSERT INTO kept VALUES (1)`)
 	e.waitConverged(20*time.Second, "kept")
 	if n := queryString(t, e.slaves[0], `SELECT count(*) FROM added`); n != "500" {

@@ -30,9 +30,14 @@ func (r *Replicator) captureNew(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("master %s: %w", r.opts.Master.Name, err)
 	}
+	// Tables 'goreplica remove' took out stay out until add or init.
+	removed, err := oidSet(ctx, r.master, sqlRemovedOIDs)
+	if err != nil {
+		return nil, fmt.Errorf("master %s: %w", r.opts.Master.Name, err)
+	}
 	var fresh []string
 	for _, t := range chosen {
-		if !captured[t.OID] {
+		if !captured[t.OID] && !removed[t.OID] {
 			fresh = append(fresh, t.Schema+"."+t.Name)
 		}
 	}

@@ -33,6 +33,9 @@ SELECT $1, t, CASE WHEN $3 = 'skip' THEN 'ok' ELSE 'copying' END, $3 FROM unnest
 	sqlForgetTable = `DELETE FROM replica.table_state WHERE master = $1 AND tbl = $2`
 	sqlDropEvents  = `DELETE FROM replica.replica_log WHERE tbl = $1`
 	sqlDropHolds   = `DELETE FROM replica.holds WHERE tbl = $1`
+	sqlMarkRemoved = `INSERT INTO replica.removed (relid, name) VALUES ($1::int8::oid, $2)
+ ON CONFLICT (relid) DO UPDATE SET name = EXCLUDED.name, removed_at = now()`
+	sqlRemovedOIDs = `SELECT relid::int8 FROM replica.removed`
 	sqlCapturedBy  = `SELECT relid::int8, name FROM replica.tables WHERE name = $1 OR relid = to_regclass($1)`
 	// sqlCreateColumns describes a master table's columns for CREATE TABLE
 	// on a slave: type (schema-qualified outside pg_catalog: the query
@@ -439,7 +442,12 @@ func logNames(ctx context.Context, db queryer, oids []int64) (map[int64]string, 
 }
 
 func capturedOIDs(ctx context.Context, master queryer) (map[int64]bool, error) {
-	rows, err := master.QueryContext(ctx, sqlCapturedOIDs)
+	return oidSet(ctx, master, sqlCapturedOIDs)
+}
+
+// oidSet runs query q, which returns table OIDs, and returns them as a set.
+func oidSet(ctx context.Context, master queryer, q string) (map[int64]bool, error) {
+	rows, err := master.QueryContext(ctx, q)
 	if err != nil {
 		return nil, err
 	}
@@ -490,6 +498,9 @@ func Remove(ctx context.Context, opts Options, names []string) ([]string, error)
 			if _, err := tx.ExecContext(ctx, q, arg); err != nil {
 				return nil, fmt.Errorf("master %s: remove table %s: %w", opts.Master.Name, logged, err)
 			}
+		}
+		if _, err := tx.ExecContext(ctx, sqlMarkRemoved, oid, logged); err != nil {
+			return nil, fmt.Errorf("master %s: remove table %s: %w", opts.Master.Name, logged, err)
 		}
 		removed = append(removed, logged)
 	}
