@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/lib/pq"
@@ -52,9 +53,26 @@ const (
 // AlertCopied says that every table of a slave is ok after copies.
 const AlertCopied AlertKind = "copied"
 
-// copyFetch is how many rows the copier fetches from the master's cursor
-// at a time; with the COPY buffer it bounds the copier's memory.
-const copyFetch = 5000
+// copyFetch is the most rows the copier fetches from the master's cursor
+// at a time, and copyFetchBytes what a fetch should hold: the copier asks
+// for as many rows as that holds at the longest line seen so far, starting
+// from one row and growing at most fourfold a fetch (nextFetch), so that a
+// table of big values is fetched a row or a few at a time. With the fetch
+// ahead and the COPY buffer, they bound the copier's memory.
+const (
+	copyFetch      = 5000
+	copyFetchBytes = 4 << 20
+)
+
+// nextFetch returns how many rows the fetch after one of prev rows asks
+// for, longest being the longest line seen so far.
+func nextFetch(prev, longest int) int {
+	n := copyFetch
+	if longest > 0 {
+		n = max(1, copyFetchBytes/longest)
+	}
+	return max(1, min(n, prev*4, copyFetch))
+}
 
 // copyRetry is how long a copy that failed waits before it is tried again.
 const copyRetry = 30 * time.Second
@@ -508,7 +526,7 @@ type copyData interface {
 
 // streamRows runs the COPY statement copySQL on the slave's driver
 // connection dc, feeding it the lines the master's cursor goreplica_copy
-// returns, copyFetch at a time; progress is called about every second.
+// returns, nextFetch rows at a time; progress is called about every second.
 // It returns the number of rows copied.
 func (w *worker) streamRows(ctx context.Context, mtx *sql.Tx, dc any, copySQL string, progress func(int64)) (int64, error) {
 	pc, ok := dc.(driver.ConnPrepareContext)
@@ -524,35 +542,50 @@ func (w *worker) streamRows(ctx context.Context, mtx *sql.Tx, dc any, copySQL st
 	if !ok {
 		return 0, fmt.Errorf("the driver's COPY takes no raw lines")
 	}
+	// The master renders the next lines while the slave loads these, as
+	// pg_dump and psql run side by side: one fetch ahead, no more.
+	ctx, cancel := context.WithCancel(ctx)
+	batches := make(chan fetched, 1)
+	var reader sync.WaitGroup
+	reader.Add(1)
+	go func() {
+		defer reader.Done()
+		defer close(batches)
+		n, longest := 1, 0
+		for {
+			b := w.fetchLines(ctx, mtx, n)
+			for _, l := range b.lines {
+				longest = max(longest, len(l))
+			}
+			select {
+			case batches <- b:
+			case <-ctx.Done():
+				return
+			}
+			if b.err != nil || len(b.lines) < n {
+				return
+			}
+			n = nextFetch(n, longest)
+		}
+	}()
+	defer func() {
+		cancel()
+		reader.Wait()
+	}()
 	var copied int64
 	last := time.Now()
-	fetch := fmt.Sprintf("FETCH FORWARD %d FROM goreplica_copy", copyFetch)
-	for {
-		rows, err := mtx.QueryContext(ctx, fetch)
-		if err != nil {
-			return copied, w.masterErr("read", err)
+	for b := range batches {
+		if b.err != nil {
+			return copied, b.err
 		}
-		got := 0
-		for rows.Next() {
-			var line string
-			if err := rows.Scan(&line); err != nil {
-				rows.Close()
-				return copied, w.masterErr("read", err)
-			}
-			if _, err := cd.CopyData(ctx, line); err != nil {
-				rows.Close()
+		// One call a fetch: lib/pq's CopyData watches ctx with a goroutine
+		// of its own on every call, which per line cost more than the line.
+		if len(b.lines) > 0 {
+			if _, err := cd.CopyData(ctx, strings.Join(b.lines, "\n")); err != nil {
 				return copied, err
 			}
-			got++
 		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return copied, w.masterErr("read", err)
-		}
-		copied += int64(got)
-		if got < copyFetch {
-			break
-		}
+		copied += int64(len(b.lines))
 		if time.Since(last) >= time.Second {
 			last = time.Now()
 			progress(copied)
@@ -567,6 +600,34 @@ func (w *worker) streamRows(ctx context.Context, mtx *sql.Tx, dc any, copySQL st
 		return copied, err
 	}
 	return copied, nil
+}
+
+// fetched is one fetch of the copy's cursor: its lines, or why it failed.
+type fetched struct {
+	lines []string
+	err   error
+}
+
+// fetchLines fetches n rows of the copy's cursor, in the copy's master
+// transaction.
+func (w *worker) fetchLines(ctx context.Context, mtx *sql.Tx, n int) fetched {
+	rows, err := mtx.QueryContext(ctx, fmt.Sprintf("FETCH FORWARD %d FROM goreplica_copy", n))
+	if err != nil {
+		return fetched{err: w.masterErr("read", err)}
+	}
+	defer rows.Close()
+	lines := make([]string, 0, n)
+	for rows.Next() {
+		var line string
+		if err := rows.Scan(&line); err != nil {
+			return fetched{err: w.masterErr("read", err)}
+		}
+		lines = append(lines, line)
+	}
+	if err := rows.Err(); err != nil {
+		return fetched{err: w.masterErr("read", err)}
+	}
+	return fetched{lines: lines}
 }
 
 // emptyTable empties a slave table before a copy: TRUNCATE, or DELETE when

@@ -494,3 +494,27 @@ INSERT INTO ref SELECT g, 'r' || g FROM generate_series(1, 100) g`)
 		t.Error("a duplicate of the unique u was accepted after the rebuild")
 	}
 }
+
+// TestNextFetch: the copy's fetches start at one row, grow at most
+// fourfold, hold about copyFetchBytes at the longest line seen, and never
+// more than copyFetch rows.
+func TestNextFetch(t *testing.T) {
+	tests := []struct{ prev, longest, want int }{
+		{1, 100, 4},
+		{4, 100, 16},
+		{4096, 100, copyFetch},
+		{copyFetch, 100, copyFetch},
+		{copyFetch, 10000, copyFetchBytes / 10000},
+		{1, 100 << 20, 1},                  // a 100 MB value: one row at a time
+		{copyFetch, 100 << 20, 1},          // even after small rows
+		{1, 0, 4},                          // empty lines so far
+		{16, copyFetchBytes / 8, 8},        // eight such lines fill a fetch
+		{2, copyFetchBytes / 1000, 8},      // growth bounded
+		{copyFetch, copyFetchBytes + 1, 1}, // a line over the budget
+	}
+	for _, tt := range tests {
+		if got := nextFetch(tt.prev, tt.longest); got != tt.want {
+			t.Errorf("nextFetch(%d, %d) = %d, want %d", tt.prev, tt.longest, got, tt.want)
+		}
+	}
+}
