@@ -167,12 +167,12 @@ SELECT g, g %% 3, 'row ' || g, CASE WHEN g %% 7 = 0 THEN NULL ELSE repeat(E'tab\
 ANALYZE big`, m, m, rows)
 }
 
-// TestCopyWhileTheMasterWrites copies a table created from the master's
-// catalog on an empty slave while a writer inserts, updates, deletes and
-// moves keys, and checks row by row that the slave ends equal; meanwhile
-// a table already replicated keeps applying.
+// TestCopyWhileTheMasterWrites copies a table of 1,000,000 rows, created
+// from the master's catalog on an empty slave, while a writer inserts,
+// updates, deletes and moves keys, and checks row by row that the slave
+// ends equal; meanwhile a table already replicated keeps applying.
 func TestCopyWhileTheMasterWrites(t *testing.T) {
-	const rows = 20000
+	const rows = 1000000
 	e := newEnv(t, setup{schema: `CREATE TABLE other (id int PRIMARY KEY, v text)`, tables: []string{"public.*"}})
 	for _, db := range append([]*sql.DB{e.master}, e.slaves...) {
 		e.exec(db, `CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy')`)
