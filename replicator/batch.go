@@ -179,19 +179,19 @@ var errJoined = errors.New("a joined statement conflicted or failed")
 // cycle applies one batch: the events that became visible on the master
 // since the slave's position. It returns how many events were applied.
 //
-// The master is read in one REPEATABLE READ transaction whose snapshot
-// becomes the slave's next position. The slave applies the events, in
-// ordering-key order, and its new position in one transaction; with two
-// phases that transaction is prepared, the master is told the new position,
-// and the transaction is committed.
+// The master is read in one statement whose snapshot becomes the slave's
+// next position. The slave applies the events, in ordering-key order, and
+// its new position in one transaction; with two phases that transaction is
+// prepared, the master is told the new position (at most every ackEvery
+// while batches follow each other), and the transaction is committed.
 //
-// Before the slave commits, the master writes and synchronously commits a
-// heartbeat (sqlFence): its WAL is then flushed past the commit of every
-// transaction the batch's snapshot counts as done. Without it a
-// crash of the master could lose transactions the slave already has (ones
-// committed with synchronous_commit = off, the daemon's own bookkeeping
-// among them), and reuse their transaction ids for new transactions, which
-// the slave's position would count as applied and skip.
+// Before the slave commits, the master's WAL must be durable past the
+// commit of every transaction the batch's snapshot counts as done (a fence,
+// fence.go). Without it a crash of the master could lose transactions the
+// slave already has (ones committed with synchronous_commit = off, the
+// daemon's own bookkeeping among them), and reuse their transaction ids
+// for new transactions, which the slave's position would count as applied
+// and skip.
 func (w *worker) cycle(ctx context.Context) (int, error) {
 	if n, err := w.catchUp(ctx); err != nil || n > 0 {
 		return n, err
@@ -214,44 +214,58 @@ func (w *worker) cycle(ctx context.Context) (int, error) {
 
 // batch applies the events that became visible on the master since the
 // slave's position (or the first sub-batch of them, when they are many).
+// The master is read in one statement (sqlRead): its snapshot becomes the
+// slave's next position.
 func (w *worker) batch(ctx context.Context) (int, error) {
-	tx, err := w.r.master.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true})
+	rows, err := w.r.master.QueryContext(ctx, sqlRead, w.pos.snapshot, w.slave.Name, w.forward, aloneBytes, w.r.opts.BatchEvents+2)
 	if err != nil {
-		return 0, w.masterErr("begin batch", err)
+		return 0, w.masterErr("read events", err)
 	}
-	defer tx.Rollback()
-	var snap string
-	var snapTime time.Time
-	if err := tx.QueryRowContext(ctx, sqlSnapshot).Scan(&snap, &snapTime); err != nil {
-		return 0, w.masterErr("take snapshot", err)
+	defer rows.Close()
+	next := position{batch: w.pos.batch + 1}
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			return 0, w.masterErr("read events", err)
+		}
+		return 0, w.masterErr("read events", errors.New("no snapshot row"))
 	}
-	takenAt := time.Now()
-	if snap == w.pos.snapshot {
+	var walPos string
+	var null [8]sql.RawBytes
+	if err := rows.Scan(&null[0], &null[1], &null[2], &null[3], &null[4], &null[5], &null[6], &null[7],
+		&next.snapshot, &next.snapTime, &walPos); err != nil {
+		return 0, w.masterErr("read events", err)
+	}
+	next.takenAt = time.Now()
+	if next.walPos, err = parseLSN(walPos); err != nil {
+		return 0, w.masterErr("read events", err)
+	}
+	if next.snapshot == w.pos.snapshot {
 		return 0, nil
 	}
 	if err := w.loadNotOK(ctx); err != nil {
 		return 0, err
 	}
-	rows, err := tx.QueryContext(ctx, sqlEvents, w.pos.snapshot, w.slave.Name, w.forward, aloneBytes)
-	if err != nil {
-		return 0, w.masterErr("read events", err)
-	}
-	defer rows.Close()
-	next := position{snapshot: snap, snapTime: snapTime, batch: w.pos.batch + 1, takenAt: takenAt}
-	n, err := w.apply(ctx, rows, next, w.r.opts.BatchEvents, w.r.opts.BatchBytes)
+	n, err := w.apply(ctx, eventRows{rows, 4}, next, w.r.opts.BatchEvents, w.r.opts.BatchBytes)
 	if errors.Is(err, errTooBig) {
 		// A backlog: apply it in sub-batches, this snapshot being the
 		// range's end.
 		rows.Close()
-		_ = tx.Rollback()
 		if _, err := w.conn.ExecContext(ctx, "ROLLBACK"); err != nil {
 			return 0, w.slaveErr("roll back", err)
 		}
 		w.log.Info("a backlog: applying it in sub-batches", keyBatch, next.batch)
-		w.pos.hi, w.pos.hiTime, w.pos.cut = snap, snapTime, txKey{}
+		w.pos.hi, w.pos.hiTime, w.pos.cut = next.snapshot, next.snapTime, txKey{}
 		return w.subBatch(ctx)
 	}
 	return n, err
+}
+
+// eventRows are the rows of a query that returns events (sqlRead and the
+// queries like it), followed by extra columns that hold nothing in event
+// rows (sqlRead's header).
+type eventRows struct {
+	*sql.Rows
+	extra int
 }
 
 // errTooBig reports that a batch holds more than one slave transaction
@@ -260,10 +274,10 @@ var errTooBig = errors.New("batch larger than batch_events or batch_bytes")
 
 // apply applies the events rows streams as batch next, in one slave
 // transaction that also records next as the slave's position, and returns
-// how many there were. With maxEvents > 0 it stops with errTooBig, having
-// begun a slave transaction, once more events or bytes than the bounds
+// how many there were. With maxEvents > 0 it stops with errTooBig (a slave
+// transaction may have begun) once more events or bytes than the bounds
 // arrive.
-func (w *worker) apply(ctx context.Context, rows *sql.Rows, next position, maxEvents, maxBytes int64) (int, error) {
+func (w *worker) apply(ctx context.Context, rows eventRows, next position, maxEvents, maxBytes int64) (int, error) {
 	began := false
 	begin := func() error {
 		if _, err := w.conn.ExecContext(ctx, w.beginSQL); err != nil {
@@ -277,10 +291,18 @@ func (w *worker) apply(ctx context.Context, rows *sql.Rows, next position, maxEv
 	var bytes int64
 	w.conflicts = nil
 	skipped := 0
+	var read int64
 	for rows.Next() {
 		e, big, length, err := w.scanEvent(rows)
 		if err != nil {
 			return 0, err
+		}
+		// Every row read counts towards the bounds, skipped or not: the
+		// read stops at maxEvents+1 rows (sqlRead's LIMIT).
+		read++
+		bytes += length
+		if maxEvents > 0 && (read > maxEvents || bytes > maxBytes) {
+			return 0, errTooBig
 		}
 		if w.skips[e.txid] {
 			skipped++ // left out by 'goreplica skip'
@@ -297,10 +319,6 @@ func (w *worker) apply(ctx context.Context, rows *sql.Rows, next position, maxEv
 			}
 		}
 		n++
-		bytes += length
-		if maxEvents > 0 && (int64(n) > maxEvents || bytes > maxBytes) {
-			return 0, errTooBig
-		}
 		if err := w.addEvent(ctx, &c, e, big); err != nil {
 			return 0, err
 		}
@@ -314,9 +332,6 @@ func (w *worker) apply(ctx context.Context, rows *sql.Rows, next position, maxEv
 	if n == 0 && skipped == 0 && !w.advanceNow && next.hi == "" && w.pos.hi == "" && time.Since(w.lastAdvance) < advanceEvery {
 		return 0, nil
 	}
-	if err := w.fence(ctx, next.takenAt); err != nil {
-		return 0, err
-	}
 	if !began {
 		if err := begin(); err != nil {
 			return 0, err
@@ -328,6 +343,12 @@ func (w *worker) apply(ctx context.Context, rows *sql.Rows, next position, maxEv
 		}
 	}
 	if err := w.pushSequences(ctx); err != nil {
+		return 0, err
+	}
+	// Last before the slave's commit: by now the application's own
+	// synchronous commits have usually flushed the master's WAL past the
+	// snapshot, and the fence is one cheap read.
+	if err := w.fence(ctx, next); err != nil {
 		return 0, err
 	}
 	args := append([]any{w.masterID, next.snapshot, next.batch, next.snapTime, w.r.opts.Master.Name}, next.rangeArgs()...)
@@ -360,13 +381,17 @@ func (w *worker) apply(ctx context.Context, rows *sql.Rows, next position, maxEv
 	return n, nil
 }
 
-// scanEvent reads one event of the log, as sqlEvents and the queries like
+// scanEvent reads one event of the log, as sqlRead and the queries like
 // it return it. A statement longer than aloneBytes is not in the row: big
 // is then its row's ctid, for addEvent to read it.
-func (w *worker) scanEvent(rows *sql.Rows) (e event, big string, length int64, err error) {
+func (w *worker) scanEvent(rows eventRows) (e event, big string, length int64, err error) {
 	var origin, text sql.NullString
 	var op, ctid string
-	if err := rows.Scan(&e.txid, &origin, &e.table, &op, &text, &length, &ctid); err != nil {
+	dest := []any{&e.txid, &origin, &e.table, &op, &text, &length, &ctid}
+	for range rows.extra {
+		dest = append(dest, new(sql.RawBytes))
+	}
+	if err := rows.Scan(dest...); err != nil {
 		return e, "", 0, w.masterErr("read events", err)
 	}
 	e.sql = text.String
@@ -405,7 +430,7 @@ func (w *worker) addEvent(ctx context.Context, c *chunk, e event, big string) er
 }
 
 // commit ends the slave transaction of batch next and acknowledges it on the
-// master.
+// master (ackSoon).
 func (w *worker) commit(ctx context.Context, next position, snapTime time.Time) error {
 	// The batch and its position are in place: from here it is finished
 	// even if a stop is requested (a PREPARE or COMMIT interrupted by a
@@ -421,10 +446,7 @@ func (w *worker) commit(ctx context.Context, next position, snapTime time.Time) 
 			return err
 		}
 		// The position is on the slave: a lost ack is sent again at the next connect.
-		if err := w.ack(ctx, next, snapTime); err != nil {
-			return err
-		}
-		return nil
+		return w.ackSoon(ctx, next, snapTime)
 	}
 	g := gid(w.masterID, w.slave.Name, next.batch)
 	if _, err := w.conn.ExecContext(ctx, "PREPARE TRANSACTION "+pq.QuoteLiteral(g)); err != nil {
@@ -435,7 +457,7 @@ func (w *worker) commit(ctx context.Context, next position, snapTime time.Time) 
 	}
 	// From here the batch is durable on the slave and will be committed,
 	// now or by the in-doubt resolution at the next connect.
-	ackErr := w.ack(ctx, next, snapTime)
+	ackErr := w.ackSoon(ctx, next, snapTime)
 	if ackErr == nil {
 		if err := w.hookAt("after-ack"); err != nil {
 			return err

@@ -368,7 +368,7 @@ SET LOCAL search_path = pg_catalog, pg_temp`
 
 // sqlTablePending counts the logged events of table $1 that the slave's
 // position ($2, and the range under way $5 up to ($6, $7)) does not count
-// as applied, with sqlEvents's origin filter ($3 the slave, $4 forward);
+// as applied, with sqlRead's origin filter ($3 the slave, $4 forward);
 // only those visible in snapshot $8 unless $8 is empty.
 const sqlTablePending = `SELECT count(*) FROM replica.replica_log l
  WHERE l.tbl = $1

@@ -246,7 +246,7 @@ func (w *worker) catchUpTable(ctx context.Context, table, snap string) (int, err
 	n := 0
 	w.conflicts = nil
 	for rows.Next() {
-		e, big, _, err := w.scanEvent(rows)
+		e, big, _, err := w.scanEvent(eventRows{Rows: rows})
 		if err != nil {
 			return 0, err
 		}

@@ -9,29 +9,48 @@ import (
 	"github.com/lib/pq"
 )
 
-// Fences. Before a slave commits a batch, the master's WAL must be flushed
-// past the commit of every transaction the batch's snapshot counts as done
-// (sqlFence; see cycle). One synchronous commit on the master that starts
-// after the snapshot was taken does that for every slave: when several
-// workers apply batches of snapshots taken before a fence that another
-// worker has completed, they need no fence of their own, so the master
-// pays one flush per round of batches, not one per slave.
+// Fences. Before a slave commits a batch, the master's WAL must be durable
+// past the commit of every transaction the batch's snapshot counts as done.
+// Each of them wrote its commit or abort record before the WAL insert
+// position read after the snapshot was taken (position.walPos), so the
+// batch is safe once the master's flush position has passed it. Where the
+// application commits synchronously that is nearly always so by the time
+// the batch is applied: a fence is then one cheap read (sqlFlushed), or none
+// when a flush position seen before already covers it. Otherwise (commits
+// with synchronous_commit = off, the daemon's own bookkeeping among them,
+// still in the WAL writer's buffers) the master writes and synchronously
+// commits a heartbeat (sqlFence), which flushes everything before it.
+//
+// One fence serves every worker of the Replicator: a flush position read
+// after a snapshot was taken covers it if it passed the snapshot's walPos,
+// and a heartbeat that started after a snapshot was taken covers it, so the
+// master pays at most one flush per round of batches, not one per slave.
+// Only a reading made after the snapshot counts: a master that was replaced
+// meanwhile (a promoted standby) may not have reached a position the old
+// one had.
 
 // fences records the fences of a Replicator's workers.
 type fences struct {
-	mu   sync.Mutex
-	done time.Time // when the latest completed fence started
+	mu        sync.Mutex
+	done      time.Time // when the latest completed heartbeat started
+	flushed   uint64    // the master's WAL flush position, read by a query
+	flushedAt time.Time // that started then
 }
 
-// covered reports whether a fence that started after t has completed. A
-// zero t (a snapshot taken at no known time) is never covered.
-func (f *fences) covered(t time.Time) bool {
+// covered reports whether a fence already covers a snapshot that this
+// process saw taken before takenAt, with WAL insert position walPos (0 when
+// unknown). A zero takenAt (a snapshot taken at no known time) is never
+// covered.
+func (f *fences) covered(takenAt time.Time, walPos uint64) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return !t.IsZero() && f.done.After(t)
+	if takenAt.IsZero() {
+		return false
+	}
+	return f.done.After(takenAt) || (walPos != 0 && f.flushedAt.After(takenAt) && f.flushed >= walPos)
 }
 
-// completed records a fence that started at start and has completed.
+// completed records a heartbeat that started at start and has completed.
 func (f *fences) completed(start time.Time) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -40,12 +59,36 @@ func (f *fences) completed(start time.Time) {
 	}
 }
 
-// fence flushes the master's WAL past every transaction visible in a
-// snapshot this process saw taken at takenAt, unless another worker's fence
-// already has.
-func (w *worker) fence(ctx context.Context, takenAt time.Time) error {
-	if w.r.fences.covered(takenAt) {
+// sawFlushed records that a query that started at start read the master's
+// WAL flush position lsn.
+func (f *fences) sawFlushed(lsn uint64, start time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if start.After(f.flushedAt) {
+		f.flushed, f.flushedAt = lsn, start
+	}
+}
+
+// fence makes sure the master's WAL is durable past every transaction
+// visible in p's snapshot, unless another worker's fence already has.
+func (w *worker) fence(ctx context.Context, p position) error {
+	if w.r.fences.covered(p.takenAt, p.walPos) {
 		return nil
+	}
+	if p.walPos != 0 {
+		var s string
+		start := time.Now()
+		if err := w.r.master.QueryRowContext(ctx, sqlFlushed).Scan(&s); err != nil {
+			return w.masterErr("read the master's flush position", err)
+		}
+		flushed, err := parseLSN(s)
+		if err != nil {
+			return w.masterErr("read the master's flush position", err)
+		}
+		w.r.fences.sawFlushed(flushed, start)
+		if flushed >= p.walPos {
+			return nil
+		}
 	}
 	start := time.Now()
 	if _, err := w.r.master.ExecContext(ctx, fmt.Sprintf(sqlFence, pq.QuoteLiteral(w.slave.Name))); err != nil {

@@ -29,31 +29,46 @@ const (
 	sqlFence      = `SET LOCAL synchronous_commit = on; UPDATE replica.slaves SET seen_at = now() WHERE name = %s`
 	sqlInProgress = `SELECT EXISTS (SELECT 1 FROM pg_snapshot_xip($1::pg_snapshot) AS x
                        WHERE pg_xact_status(x) = 'in progress')`
-	// sqlAnyNew tells a lingering worker whether sqlEvents would find
+	// sqlAnyNew tells a lingering worker whether sqlRead would find
 	// anything now: a committed event (the query's own snapshot sees only
 	// those) that the slave's position does not count as applied, with
-	// sqlEvents's origin filter. One index range scan of the log from the
+	// sqlRead's origin filter. One index range scan of the log from the
 	// position's xmin, stopping at the first match.
 	sqlAnyNew = `SELECT EXISTS (SELECT 1 FROM replica.replica_log
  WHERE txid >= pg_snapshot_xmin($1::pg_snapshot)
    AND NOT pg_visible_in_snapshot(txid, $1::pg_snapshot)
    AND (origin IS NULL OR ($3 AND origin <> $2 AND via IS DISTINCT FROM $2)))`
-	// sqlEvents streams the events of one batch: those whose transaction is
-	// visible in the batch's snapshot (the read transaction's own, as it runs
-	// in REPEATABLE READ) and was not visible in the previous one. Events that
-	// came from the slave itself, or were received from it (via), are
-	// skipped, and so are events that came from any other node when the
-	// slave does not want them forwarded. ORDER BY
-	// names the table's columns: a bare txid would be the txid::text output
-	// column, sorted as text.
-	// A statement longer than $4 bytes comes as NULL, with its length and
-	// row: it is read alone (sqlBigStatement, alone.go).
-	sqlEvents = `SELECT txid::text, origin, tbl, op, CASE WHEN octet_length(sql) <= $4 THEN sql END, octet_length(sql), ctid::text
+	// sqlRead reads a batch in one statement, one round trip: one
+	// statement sees one snapshot, so no transaction block is needed. Its
+	// first row holds the statement's snapshot, the master's clock and its
+	// WAL insert position, read after the snapshot was taken (every
+	// transaction the snapshot counts as done wrote its commit or abort
+	// record before it: fence.go); the event columns are NULL there.
+	//
+	// The rows after it are the batch's events, with the header columns
+	// NULL: those whose transaction is visible in the snapshot and was not
+	// visible in the slave's position ($1). Events that came from the slave
+	// itself ($2), or were received from it (via), are skipped, and so are
+	// events that came from any other node when the slave does not want
+	// them forwarded ($3). ORDER BY names output columns of type pg_lsn and
+	// xid8 (a txid::text column would sort as text). A statement longer
+	// than $4 bytes comes as NULL, with its length and row: it is read alone
+	// (sqlBigStatement, alone.go). $5 is the most rows to return: a backlog
+	// is applied in sub-batches, and its first read stops there rather than
+	// bring it all.
+	sqlRead = `SELECT NULL::xid8 AS txid, NULL::text, NULL::text, NULL::"char", NULL::text, NULL::int4, NULL::text,
+       NULL::pg_lsn AS lsn, pg_current_snapshot()::text, clock_timestamp(), pg_current_wal_insert_lsn()::text
+ UNION ALL
+SELECT txid, origin, tbl, op, CASE WHEN octet_length(sql) <= $4 THEN sql END, octet_length(sql), ctid::text,
+       lsn, NULL, NULL, NULL
   FROM replica.replica_log
  WHERE txid >= pg_snapshot_xmin($1::pg_snapshot)
    AND NOT pg_visible_in_snapshot(txid, $1::pg_snapshot)
    AND (origin IS NULL OR ($3 AND origin <> $2 AND via IS DISTINCT FROM $2))
- ORDER BY replica_log.lsn, replica_log.txid`
+ ORDER BY lsn NULLS FIRST, txid
+ LIMIT $5`
+	// sqlFlushed reads how far the master's WAL is durable (fence.go).
+	sqlFlushed = `SELECT pg_current_wal_flush_lsn()::text`
 	// sqlRangeSummary lists the transactions of a backlog, the range from
 	// snapshot $1 to snapshot $2, in sub-batch order (subbatch.go).
 	sqlRangeSummary = `SELECT txid::text::int8, max(lsn)::text, count(*), sum(octet_length(sql))

@@ -158,7 +158,7 @@ func (w *worker) subBatch(ctx context.Context) (int, error) {
 		return 0, w.masterErr("read events", err)
 	}
 	defer rows.Close()
-	n, err := w.apply(ctx, rows, next, 0, 0)
+	n, err := w.apply(ctx, eventRows{Rows: rows}, next, 0, 0)
 	if err == nil && n > 0 {
 		w.log.Debug("sub-batch applied", keyBatch, next.batch, "transactions", j-i, "left", len(w.summary.txs)-j)
 	}

@@ -73,6 +73,9 @@ type position struct {
 	// takenAt: this process saw the snapshot (and hi) taken before then
 	// (fence.go); zero when unknown.
 	takenAt time.Time
+	// walPos: the master's WAL insert position read after snapshot was
+	// taken (fence.go); 0 when unknown.
+	walPos uint64
 }
 
 type worker struct {
@@ -104,6 +107,8 @@ type worker struct {
 
 	lastAdvance   time.Time
 	lastHeartbeat time.Time // last write of seen_at by the worker itself (the fence)
+	ackedAt       time.Time // when the master was last told the slave's position
+	unacked       bool      // the slave's position is ahead of the master's copy (ackSoon)
 	waiting       bool
 	busyAt        time.Time // when the worker last applied events (see lingerFor)
 	idleSnap      string    // snapshot taken just after the waiting flag was set
@@ -253,6 +258,9 @@ func (w *worker) step(ctx context.Context) error {
 			}
 		}
 		return nil
+	}
+	if err := w.flushAck(ctx); err != nil {
+		return err
 	}
 	return w.idle(ctx)
 }
@@ -485,12 +493,38 @@ func (w *worker) resolveInDoubt(ctx context.Context) error {
 	return nil
 }
 
+// ackEvery: while batches follow each other, a worker tells the master the
+// slave's position at most this often. The position is the slave's own
+// (its batch records it); the master's copy serves purge and status, so a
+// busy worker need not write it, and wait for a CPU on the master, after
+// every batch. A worker that runs out of work sends the last one at once.
+const ackEvery = 100 * time.Millisecond
+
 // ack records on the master the position a slave has applied.
 func (w *worker) ack(ctx context.Context, p position, snapTime time.Time) error {
 	if _, err := w.r.master.ExecContext(ctx, sqlAck, w.slave.Name, p.snapshot, p.batch, snapTime); err != nil {
 		return w.masterErr("acknowledge batch", err)
 	}
+	w.ackedAt, w.unacked = time.Now(), false
 	return nil
+}
+
+// ackSoon acknowledges p, or leaves it to flushAck when the master was
+// told less than ackEvery ago.
+func (w *worker) ackSoon(ctx context.Context, p position, snapTime time.Time) error {
+	if time.Since(w.ackedAt) < ackEvery {
+		w.unacked = true
+		return nil
+	}
+	return w.ack(ctx, p, snapTime)
+}
+
+// flushAck acknowledges the slave's position if ackSoon left it unsent.
+func (w *worker) flushAck(ctx context.Context) error {
+	if !w.unacked {
+		return nil
+	}
+	return w.ack(ctx, w.pos, w.pos.snapTime)
 }
 
 // drop abandons the slave connection (it may be inside a transaction).
@@ -582,6 +616,9 @@ func (w *worker) alert(prev, state string, err error) {
 func (w *worker) shutdown() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
+	if err := w.flushAck(ctx); err != nil {
+		w.log.Debug("acknowledge the last batch", keyError, err)
+	}
 	w.drop()
 	w.releaseLease(ctx)
 	if _, err := w.r.master.ExecContext(ctx, sqlShutdown, w.slave.Name); err != nil {

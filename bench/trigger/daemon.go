@@ -23,7 +23,10 @@ import (
 // the master and pgbench on CPU 0 (PIN=split; PIN=auto pins the master only
 // at 1 client).
 
-const daemonSlave = "slave"
+const (
+	daemonSlave = "slave"
+	daemonApp   = "goreplica-bench-daemon"
+)
 
 // daemonRig is the slave server and the built binary; the daemon itself
 // runs only during goreplica_daemon runs.
@@ -65,7 +68,9 @@ func startDaemonRig(ctx context.Context, master *pgserver.Server) (_ *daemonRig,
 		return nil, err
 	}
 	r.cfg = filepath.Join(r.dir, "bench.toml")
-	c := rig.Config{MasterDSN: master.DSN(db), Slave: daemonSlave, SlaveDSN: r.slave.DSN(db), TwoPhase: true}
+	// The daemon's master sessions carry an application_name of their
+	// own, for masterCPU to find them.
+	c := rig.Config{MasterDSN: master.DSN(db) + " application_name=" + daemonApp, Slave: daemonSlave, SlaveDSN: r.slave.DSN(db), TwoPhase: true}
 	if err := c.Write(r.cfg); err != nil {
 		return nil, err
 	}
@@ -111,6 +116,41 @@ func (r *daemonRig) start(ctx context.Context, master *sql.DB) error {
 		return fmt.Errorf("wait for the daemon to idle: %w\n%s", err, d.Tail(2000))
 	}
 	return nil
+}
+
+// masterCPU returns the CPU time (user and system) each of
+// the daemon's sessions on the master has used so far, by backend pid,
+// from /proc: the daemon's cost on the master's CPU, measured from outside.
+func (r *daemonRig) masterCPU(ctx context.Context, master *sql.DB) (map[int]time.Duration, error) {
+	rows, err := master.QueryContext(ctx, `SELECT pid FROM pg_stat_activity WHERE application_name = $1`, daemonApp)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	cpu := map[int]time.Duration{}
+	for rows.Next() {
+		var pid int
+		if err := rows.Scan(&pid); err != nil {
+			return nil, err
+		}
+		t, err := rig.ProcessCPU(pid)
+		if err != nil {
+			continue // the session ended meanwhile
+		}
+		cpu[pid] = t
+	}
+	return cpu, rows.Err()
+}
+
+// cpuSince is the CPU time in milliseconds the daemon's master sessions
+// used between two masterCPU readings (a session that ended between them
+// is not counted; the daemon keeps its sessions).
+func cpuSince(before, after map[int]time.Duration) float64 {
+	var t time.Duration
+	for pid, a := range after {
+		t += a - before[pid]
+	}
+	return float64(t) / float64(time.Millisecond)
 }
 
 // batch is the last batch the daemon acknowledged on the master.

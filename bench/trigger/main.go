@@ -42,6 +42,7 @@ import (
 	"strings"
 	"syscall"
 	"text/tabwriter"
+	"time"
 
 	"github.com/goreplica/goreplica/bench/internal/rig"
 	"github.com/goreplica/goreplica/pgserver"
@@ -139,7 +140,8 @@ type sample struct {
 	tps                     float64
 	logged                  int64
 	notifies                int64
-	batches                 int64 // goreplica_daemon: batches the daemon applied during the run
+	batches                 int64   // goreplica_daemon: batches the daemon applied during the run
+	masterMS                float64 // goreplica_daemon: CPU ms of the daemon's sessions on the master during the run
 }
 
 type bench struct {
@@ -286,8 +288,12 @@ func (b *bench) once(ctx context.Context, wl, sync, v string, clients int, pinCP
 		return smp, err
 	}
 	var batch0 int64
+	var cpu0 map[int]time.Duration
 	if v == "goreplica_daemon" {
 		if batch0, err = b.daemon.batch(ctx, b.db); err != nil {
+			return smp, err
+		}
+		if cpu0, err = b.daemon.masterCPU(ctx, b.db); err != nil {
 			return smp, err
 		}
 	}
@@ -300,14 +306,20 @@ func (b *bench) once(ctx context.Context, wl, sync, v string, clients int, pinCP
 		return smp, err
 	}
 	if v == "goreplica_daemon" {
+		cpu1, err := b.daemon.masterCPU(ctx, b.db)
+		if err != nil {
+			return smp, err
+		}
+		smp.masterMS = cpuSince(cpu0, cpu1)
+		// A stopped daemon has acknowledged every batch it applied.
+		if err := b.daemon.stop(); err != nil {
+			return smp, err
+		}
 		batch1, err := b.daemon.batch(ctx, b.db)
 		if err != nil {
 			return smp, err
 		}
 		smp.batches = batch1 - batch0
-		if err := b.daemon.stop(); err != nil {
-			return smp, err
-		}
 	}
 	smp.tps, smp.notifies = res.TPS, after-before
 	q := `SELECT 0::int8`
@@ -353,6 +365,7 @@ func (b *bench) print() {
 	logged := map[key]int64{}
 	notifies := map[key][]string{}
 	batches := map[key][]string{}
+	masterCPU := map[key][]string{}
 	for _, s := range b.samples {
 		k := key{s.workload, s.sync, s.variant, s.clients}
 		tps[k] = append(tps[k], s.tps)
@@ -360,6 +373,7 @@ func (b *bench) print() {
 		notifies[k] = append(notifies[k], fmt.Sprint(s.notifies))
 		if s.variant == "goreplica_daemon" {
 			batches[k] = append(batches[k], fmt.Sprint(s.batches))
+			masterCPU[k] = append(masterCPU[k], fmt.Sprintf("%.0f", s.masterMS))
 		}
 	}
 	fmt.Println()
@@ -376,9 +390,10 @@ func (b *bench) print() {
 	if b.pgqWhy != "" {
 		fmt.Println("# " + b.pgqWhy)
 	}
-	fmt.Println("# NOTIFYs: transactions of each run that sent a NOTIFY (counted by a listener); batches: the daemon's acknowledged batches during each run")
+	fmt.Println("# NOTIFYs: transactions of each run that sent a NOTIFY (counted by a listener); batches: the daemon's acknowledged batches during each run;")
+	fmt.Println("# master CPU ms: CPU time of the daemon's sessions on the master during each run (/proc, user + system)")
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "workload\tclients\tsync\tvariant\tmedian tps\truns (tps)\tlogged rows\tNOTIFYs (runs)\tbatches (runs)\tvs none\tvs goreplica\tvs pgq\ttarget\t")
+	fmt.Fprintln(tw, "workload\tclients\tsync\tvariant\tmedian tps\truns (tps)\tlogged rows\tNOTIFYs (runs)\tbatches (runs)\tmaster CPU ms (runs)\tvs none\tvs goreplica\tvs pgq\ttarget\t")
 	for _, wl := range b.cfg.workloads {
 		for _, sync := range b.cfg.syncs {
 			for _, c := range b.cfg.clients {
@@ -406,12 +421,12 @@ func (b *bench) print() {
 					if pgq > 0 && v != "none" {
 						vsPgq = fmt.Sprintf("%.2fx", pgq/m)
 					}
-					nb := strings.Join(batches[k], " ")
+					nb, ms := strings.Join(batches[k], " "), strings.Join(masterCPU[k], " ")
 					if nb == "" {
-						nb = "-"
+						nb, ms = "-", "-"
 					}
-					fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%.0f\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
-						wl, c, sync, v, m, strings.Join(runs, " "), logged[k], strings.Join(notifies[k], " "), nb, vsNone, vsPlain, vsPgq, target(v, sync, c))
+					fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%.0f\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
+						wl, c, sync, v, m, strings.Join(runs, " "), logged[k], strings.Join(notifies[k], " "), nb, ms, vsNone, vsPlain, vsPgq, target(v, sync, c))
 				}
 			}
 		}

@@ -133,20 +133,27 @@ func (d *Daemon) Usage() (Usage, error) {
 			u.PeakRSSKB, _ = strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
 		}
 	}
-	stat, err := os.ReadFile("/proc/" + pid + "/stat")
+	u.CPU, err = ProcessCPU(d.Pid())
+	return u, err
+}
+
+// ProcessCPU is the CPU time (user + system) process pid has used so far,
+// from /proc/<pid>/stat.
+func ProcessCPU(pid int) (time.Duration, error) {
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
-		return u, err
+		return 0, err
 	}
 	// Fields after the command name (which is in parentheses): utime and
 	// stime are the 14th and 15th fields of the whole line.
 	s := string(stat)
 	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	if len(f) > 12 {
-		ut, _ := strconv.ParseInt(f[11], 10, 64)
-		stt, _ := strconv.ParseInt(f[12], 10, 64)
-		u.CPU = time.Duration(ut+stt) * time.Second / 100 // USER_HZ is 100 on Linux
+	if len(f) <= 12 {
+		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
 	}
-	return u, nil
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * time.Second / 100, nil // USER_HZ is 100 on Linux
 }
 
 // Stop sends SIGTERM and waits for the daemon to exit (SIGKILL after 15s).
