@@ -678,3 +678,37 @@ func TestMasterSessionsCommitAsynchronously(t *testing.T) {
 		}
 	}
 }
+
+// Purge gives the log statistics when it has had many changes and none
+// (autovacuum off, or not yet round): without them the planner reads the
+// whole log on every poll.
+func TestPurgeAnalyzesALogWithoutStatistics(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, setup{schema: `CREATE TABLE t (id int PRIMARY KEY, v text);`})
+	e.exec(e.master, `ALTER TABLE replica.replica_log SET (autovacuum_enabled = off)`)
+	e.exec(e.master, `INSERT INTO t SELECT g, 'x' FROM generate_series(1, 1500) g`)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// Statistics of changes reach the shared counters within a second.
+	for queryString(t, e.master, `SELECT n_mod_since_analyze > 1000 FROM pg_stat_all_tables WHERE relid = 'replica.replica_log'::regclass`) != "true" {
+		select {
+		case <-ctx.Done():
+			t.Fatal("the log's changes never showed in pg_stat_all_tables")
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	r, err := New(e.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if _, err := r.Purge(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := queryString(t, e.master, `SELECT last_analyze IS NOT NULL FROM pg_stat_all_tables WHERE relid = 'replica.replica_log'::regclass`); got != "true" {
+		t.Error("purge did not analyze a log of 1,500 changes that had no statistics")
+	}
+	if got := queryString(t, e.master, `SELECT reltuples FROM pg_class WHERE oid = 'replica.replica_log'::regclass`); got != "1500" {
+		t.Errorf("the log's reltuples = %s after purge, want 1500 (nothing acknowledged it)", got)
+	}
+}

@@ -228,11 +228,22 @@ func (r *Replicator) maintain(ctx context.Context) {
 	}
 }
 
-// Purge deletes the log rows every registered slave has acknowledged.
+// Purge deletes the log rows every registered slave has acknowledged, and
+// gives the log statistics where autovacuum does not (sqlAnalyzeLog).
 func (r *Replicator) Purge(ctx context.Context) (int64, error) {
 	res, err := r.master.ExecContext(ctx, sqlPurge)
 	if err != nil {
 		return 0, fmt.Errorf("purge replica_log on master %s: %w", r.opts.Master.Name, err)
+	}
+	var stale bool
+	if err := r.master.QueryRowContext(ctx, sqlLogStatsStale).Scan(&stale); err != nil {
+		return 0, fmt.Errorf("read replica_log's statistics on master %s: %w", r.opts.Master.Name, err)
+	}
+	if stale {
+		// A role that does not own the log gets a warning, not an error.
+		if _, err := r.master.ExecContext(ctx, sqlAnalyzeLog); err != nil {
+			return 0, fmt.Errorf("analyze replica_log on master %s: %w", r.opts.Master.Name, err)
+		}
 	}
 	return res.RowsAffected()
 }

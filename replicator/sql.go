@@ -90,6 +90,17 @@ SELECT txid, origin, tbl, op, CASE WHEN octet_length(sql) <= $4 THEN sql END, oc
 	sqlPurge = `DELETE FROM replica.replica_log
  WHERE txid < (SELECT min(pg_snapshot_xmin(acked_snapshot)) FROM replica.slaves)
    AND txid < coalesce((SELECT min(pg_snapshot_xmin(snapshot)) FROM replica.holds), '18446744073709551615'::xid8)`
+	// sqlLogStatsStale: the log has had many changes since it was last
+	// analyzed, and that was long ago or never (autovacuum is off, or has
+	// not come round yet). Without statistics the planner takes the log's
+	// range conditions (txid >= the position's xmin) to hold for a third
+	// of its rows, and reads the whole log, on every poll, where an index
+	// scan reads the few new rows; with any statistics it probes the index
+	// for the newest txid, however stale they are.
+	sqlLogStatsStale = `SELECT coalesce(n_mod_since_analyze > 1000
+       AND coalesce(greatest(last_analyze, last_autoanalyze), '-infinity') < now() - interval '5 minutes', false)
+  FROM pg_stat_all_tables WHERE relid = 'replica.replica_log'::regclass`
+	sqlAnalyzeLog       = `ANALYZE replica.replica_log`
 	sqlRecaptureDrifted = `SELECT replica.recapture_drifted()`
 
 	// Slave: position, apply, prepared transactions.
