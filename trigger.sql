@@ -153,6 +153,8 @@ $$;
 -- output function, never through a cast, an operator or anything on a
 -- search_path that the table's users could define. A function takes at most
 -- 100 arguments, so longer lists are split into several format() calls.
+-- The expression names its function and operator with their schema: a log
+-- function evaluates it with its caller's search_path.
 CREATE OR REPLACE FUNCTION replica.format_expr(pieces text[], args text[], sep text) RETURNS text
 LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp AS $$
@@ -162,12 +164,33 @@ DECLARE
   parts text[] := '{}';
 BEGIN
   FOR i IN 0 .. (n - 1) / per LOOP
-    parts := parts || format('format(%L, %s)',
+    parts := parts || format('pg_catalog.format(%L, %s)',
                              array_to_string(pieces[i * per + 1 : least(n, (i + 1) * per)], sep),
                              array_to_string(args[i * per + 1 : least(n, (i + 1) * per)], ', '));
   END LOOP;
-  RETURN array_to_string(parts, ' || ' || quote_literal(sep) || ' || ');
+  RETURN array_to_string(parts, ' OPERATOR(pg_catalog.||) ' || quote_literal(sep) || ' OPERATOR(pg_catalog.||) ');
 END
+$$;
+
+-- replica.type_sql names a type, modifier included, as format_type does but
+-- with its schema whatever the search_path. format_type qualifies a type
+-- outside pg_catalog when it is not visible (here, the search_path being
+-- pinned: always) and never one of pg_catalog. The SQL grammar reads
+-- spellings such as integer, character varying(10) or timestamp with time
+-- zone as pg_catalog's types, but a plain name (text, uuid, bytea, text[])
+-- means whatever type of that name comes first on the search_path of the
+-- session that reads it, pg_temp's included.
+CREATE OR REPLACE FUNCTION replica.type_sql(typ oid, typmod integer) RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp AS $$
+  SELECT coalesce((SELECT 'pg_catalog.' || f
+                     FROM pg_type t
+                    WHERE t.oid IN (typ, (SELECT e.typelem FROM pg_type e WHERE e.oid = typ))
+                      AND t.typnamespace = 'pg_catalog'::regnamespace
+                      AND (f = quote_ident(t.typname) OR starts_with(f, quote_ident(t.typname) || '(')
+                           OR starts_with(f, quote_ident(t.typname) || '['))
+                    LIMIT 1), f)
+    FROM format_type(typ, typmod) f
 $$;
 
 -- replica.key_condition describes the primary key of rel: its columns, the
@@ -177,14 +200,14 @@ $$;
 -- schema-qualified, so that a slave finds the row through its key index
 -- whatever its search_path holds (a citext key compares as citext, not as
 -- text); the value is typed as the column (a literal of a composite type
--- compares to nothing untyped). format_type qualifies every type outside
--- pg_catalog here, the search_path being pinned.
+-- compares to nothing untyped), the type named with its schema
+-- (replica.type_sql).
 CREATE OR REPLACE FUNCTION replica.key_condition(rel regclass, OUT cols text[], OUT pieces text[], OUT key_deferrable boolean)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp AS $$
   SELECT array_agg(a.attname::text ORDER BY k.ord),
          array_agg(replace(format('%I OPERATOR(%I.%s) ', a.attname, opn.nspname, o.oprname), '%', '%%')
-                   || '%L::' || replace(format_type(a.atttypid, a.atttypmod), '%', '%%') ORDER BY k.ord),
+                   || '%L::' || replace(replica.type_sql(a.atttypid, a.atttypmod), '%', '%%') ORDER BY k.ord),
          bool_or(coalesce(con.condeferrable, false))
     FROM pg_index i
     CROSS JOIN LATERAL unnest(i.indkey::int2[], i.indclass::oid[]) WITH ORDINALITY AS k(attnum, cls, ord)
@@ -217,6 +240,18 @@ $$;
 -- The function is SECURITY DEFINER, to write the log that the table's users
 -- cannot; it is owned by the goreplica_log role (replica.capture), and
 -- replica.origin is honoured only in goreplica's apply transactions.
+--
+-- It runs with its caller's search_path, which a table's user chooses (a
+-- SET search_path on the function would cost a save, a set and a restore of
+-- the setting on every row, and the recomputation of the namespace path
+-- after each). So its body resolves nothing by name through that path: a
+-- schema early on it, or pg_temp (searched first for types unless the path
+-- places it), could hold a function, operator, type or collation of the
+-- same name. Every function is called as pg_catalog.f, every operator is
+-- written OPERATOR(pg_catalog.op) (IS DISTINCT FROM and NULLIF, which look
+-- = up by name, are spelled out with CASE), every type and collation is
+-- named pg_catalog.x and every table replica.x. The values' text does not
+-- depend on the search_path, except a reg* value's (below).
 CREATE OR REPLACE FUNCTION replica.log_function_sql(rel regclass)
 RETURNS text LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp AS $gen$
@@ -267,16 +302,25 @@ BEGIN
     IF col.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype, 'oid'::regtype, 'bool'::regtype,
                         'uuid'::regtype, 'date'::regtype, 'timestamp'::regtype, 'timestamptz'::regtype,
                         'bytea'::regtype) THEN
-      -- Built-in types whose equality is the identity of their text output.
-      upd := upd || format(E'\n    IF NEW.%1$s IS DISTINCT FROM OLD.%1$s THEN s := s || %2$L || format(''%%L'', NEW.%1$s); END IF;',
+      -- Built-in types whose equality is the identity of their text output;
+      -- IS DISTINCT FROM spelled out (it would look = up by name), in
+      -- parentheses (PL/pgSQL's IF ends at the first THEN outside them).
+      upd := upd || format(E'\n    IF (CASE WHEN NEW.%1$s IS NULL THEN OLD.%1$s IS NOT NULL WHEN OLD.%1$s IS NULL THEN true'
+                           ' ELSE NEW.%1$s OPERATOR(pg_catalog.<>) OLD.%1$s END) THEN'
+                           ' s := s OPERATOR(pg_catalog.||) %2$L OPERATOR(pg_catalog.||) pg_catalog.format(''%%L'', NEW.%1$s); END IF;',
                            f, format(', %I = ', col.attname));
     ELSIF col.atttypid IN ('text'::regtype, 'varchar'::regtype) THEN
-      upd := upd || format(E'\n    IF NEW.%1$s COLLATE "C" IS DISTINCT FROM OLD.%1$s COLLATE "C" THEN s := s || %2$L || format(''%%L'', NEW.%1$s); END IF;',
+      upd := upd || format(E'\n    IF (CASE WHEN NEW.%1$s IS NULL THEN OLD.%1$s IS NOT NULL WHEN OLD.%1$s IS NULL THEN true'
+                           ' ELSE NEW.%1$s COLLATE pg_catalog."C" OPERATOR(pg_catalog.<>) OLD.%1$s COLLATE pg_catalog."C" END) THEN'
+                           ' s := s OPERATOR(pg_catalog.||) %2$L OPERATOR(pg_catalog.||) pg_catalog.format(''%%L'', NEW.%1$s); END IF;',
                            f, format(', %I = ', col.attname));
     ELSE
       -- Compare text renderings: exact for every type (numeric scale, -0,
-      -- json) and defined for types without an equality operator.
-      upd := upd || format(E'\n    v := format(''%%L'', NEW.%1$s);\n    IF v <> format(''%%L'', OLD.%1$s) THEN s := s || %2$L || v; END IF;',
+      -- json) and defined for types without an equality operator. Byte by
+      -- byte: the rendering of a column with a nondeterministic collation
+      -- (char(3) or text[] COLLATE a case-insensitive one) carries it.
+      upd := upd || format(E'\n    v := pg_catalog.format(''%%L'', NEW.%1$s);\n'
+                           '    IF v COLLATE pg_catalog."C" OPERATOR(pg_catalog.<>) pg_catalog.format(''%%L'', OLD.%1$s) THEN s := s OPERATOR(pg_catalog.||) %2$L OPERATOR(pg_catalog.||) v; END IF;',
                            f, format(', %I = ', col.attname));
     END IF;
     IF col.attidentity = 'a' THEN ident := true; END IF;
@@ -300,41 +344,75 @@ BEGIN
                              AND NOT attisdropped AND atttypid = 'timestamptz'::regtype) THEN
     sets := E'\nSET DateStyle = ''ISO, YMD''';
   END IF;
+  -- A reg* value (regclass, regtype, regproc, ...) prints its object's name
+  -- with the schema only when that is not on the search_path; a slave reads
+  -- it under replica.apply's. A table with one, even inside an array, a
+  -- domain, a composite or a range, gets the search_path pinned.
+  IF EXISTS (
+    WITH RECURSIVE t(typ) AS (
+      SELECT a.atttypid FROM pg_attribute a
+       WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+      UNION
+      SELECT u.typ
+        FROM t JOIN pg_type y ON y.oid = t.typ
+        CROSS JOIN LATERAL (SELECT y.typelem
+                            UNION ALL SELECT y.typbasetype
+                            UNION ALL SELECT a.atttypid FROM pg_attribute a
+                                       WHERE a.attrelid = y.typrelid AND a.attnum > 0 AND NOT a.attisdropped
+                            UNION ALL SELECT r.rngsubtype FROM pg_range r WHERE r.rngtypid = y.oid
+                            -- a multirange's range (PostgreSQL 14 and newer)
+                            UNION ALL SELECT r.rngtypid FROM pg_range r
+                                       WHERE (to_jsonb(r) ->> 'rngmultitypid')::oid = y.oid) u(typ)
+       WHERE u.typ <> 0)
+    SELECT 1 FROM t JOIN pg_type y ON y.oid = t.typ
+     WHERE y.typoutput IN ('regclassout'::regproc, 'regtypeout'::regproc, 'regprocout'::regproc,
+                           'regprocedureout'::regproc, 'regoperout'::regproc, 'regoperatorout'::regproc,
+                           'regconfigout'::regproc, 'regdictionaryout'::regproc, 'regcollationout'::regproc)) THEN
+    sets := E'\nSET search_path = pg_catalog, pg_temp' || sets;
+  END IF;
 
   body := format($b$
 -- generated by goreplica for table oid %1$s: do not edit, `goreplica init` regenerates it
+-- It runs with its caller's search_path: every function, operator, type and
+-- collation is named with its schema (see replica.log_function_sql).
 DECLARE
-  s text := '';
-  v text;
-  o text := current_setting('replica.origin', true);
+  s pg_catalog.text := '';
+  v pg_catalog.text;
+  o pg_catalog.text := pg_catalog.current_setting('replica.origin', true);
 BEGIN
-  IF TG_RELID <> %1$s THEN
+  IF TG_RELID OPERATOR(pg_catalog.<>) %1$s::pg_catalog.oid THEN
     RAISE EXCEPTION 'goreplica log function for %% fired on another table', %2$L;
   END IF;
-  IF o <> '' AND NOT EXISTS (SELECT 1 FROM replica.applying WHERE xid = pg_current_xact_id()) THEN
+  IF o OPERATOR(pg_catalog.<>) ''
+     AND NOT EXISTS (SELECT 1 FROM replica.applying WHERE xid OPERATOR(pg_catalog.=) pg_catalog.pg_current_xact_id()) THEN
     RAISE EXCEPTION 'replica.origin is reserved to goreplica''s apply transactions'
       USING ERRCODE = 'insufficient_privilege',
             HINT = 'only goreplica marks changes as coming from another node: RESET replica.origin';
   END IF;
-  IF TG_OP = 'INSERT' THEN
-    s := %3$L || %4$s || %5$L;
-  ELSIF TG_OP = 'UPDATE' THEN%6$s
-    IF s = '' THEN RETURN NULL; END IF;  -- nothing changed: nothing to repeat
-    s := %7$L || substr(s, 3) || ' WHERE ' || %8$s;
+  IF TG_OP OPERATOR(pg_catalog.=) 'INSERT' THEN
+    s := %3$L OPERATOR(pg_catalog.||) %4$s OPERATOR(pg_catalog.||) %5$L;
+  ELSIF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' THEN%6$s
+    IF s OPERATOR(pg_catalog.=) '' THEN RETURN NULL; END IF;  -- nothing changed: nothing to repeat
+    s := %7$L OPERATOR(pg_catalog.||) pg_catalog.substr(s, 3) OPERATOR(pg_catalog.||) ' WHERE ' OPERATOR(pg_catalog.||) %8$s;
   ELSE
-    s := %9$L || %8$s;
+    s := %9$L OPERATOR(pg_catalog.||) %8$s;
   END IF;
   INSERT INTO replica.replica_log (lsn, txid, origin, via, tbl, op, sql)
-  VALUES (pg_current_wal_insert_lsn(), pg_current_xact_id(), nullif(o, ''),
-          CASE WHEN o <> '' THEN nullif(current_setting('replica.via', true), '') END,
-          %2$L, substr(TG_OP, 1, 1), s);
+  VALUES (pg_catalog.pg_current_wal_insert_lsn(), pg_catalog.pg_current_xact_id(),
+          CASE WHEN o OPERATOR(pg_catalog.<>) '' THEN o END,
+          CASE WHEN o OPERATOR(pg_catalog.<>) ''
+                AND pg_catalog.current_setting('replica.via', true) OPERATOR(pg_catalog.<>) ''
+               THEN pg_catalog.current_setting('replica.via', true) END,
+          %2$L, pg_catalog.substr(TG_OP, 1, 1), s);
   -- An apply transaction (o set) never notifies: PREPARE TRANSACTION refuses
   -- a transaction that did, and the applying daemon notifies this node's
   -- listeners itself once it has committed.
-  IF coalesce(o, '') = '' AND current_setting('replica.notified', true) IS DISTINCT FROM pg_current_xact_id()::text THEN
-    PERFORM set_config('replica.notified', pg_current_xact_id()::text, true);
+  IF (o IS NULL OR o OPERATOR(pg_catalog.=) '')
+     AND coalesce(pg_catalog.current_setting('replica.notified', true), '')
+         OPERATOR(pg_catalog.<>) pg_catalog.pg_current_xact_id()::pg_catalog.text THEN
+    PERFORM pg_catalog.set_config('replica.notified', pg_catalog.pg_current_xact_id()::pg_catalog.text, true);
     IF EXISTS (SELECT 1 FROM replica.slaves WHERE waiting) THEN
-      PERFORM pg_notify('goreplica', '');
+      PERFORM pg_catalog.pg_notify('goreplica', '');
     END IF;
   END IF;
   RETURN NULL;
@@ -348,7 +426,7 @@ $b$,
     upd, 'UPDATE ONLY ' || qrel || ' SET ',
     replica.format_expr(key.pieces, oldkey, ' AND '),
     'DELETE FROM ONLY ' || qrel || ' WHERE ');
-  RETURN format(E'CREATE OR REPLACE FUNCTION %s() RETURNS trigger\nLANGUAGE plpgsql SECURITY DEFINER\nSET search_path = pg_catalog, pg_temp%s\nAS %L',
+  RETURN format(E'CREATE OR REPLACE FUNCTION %s() RETURNS trigger\nLANGUAGE plpgsql SECURITY DEFINER%s\nAS %L',
                 fname, sets, body);
 END
 $gen$;
@@ -705,5 +783,30 @@ CREATE TABLE IF NOT EXISTS replica.removed (
 REVOKE ALL ON replica.removed FROM PUBLIC;
 -- ---------------------------------------------------------------------------
 
-INSERT INTO replica.version (version) VALUES (4)
+-- ---------------------------------------------------------------------------
+-- Version 5: log functions without SET search_path (every name in them is
+-- schema-qualified, see replica.log_function_sql), and key literals typed
+-- with the type's schema. The log functions of an earlier version are
+-- generated again here, as replica.recapture_drifted does for a table whose
+-- columns changed.
+DO $v5$
+DECLARE
+  t record;
+BEGIN
+  IF (SELECT version FROM replica.version) < 5 THEN
+    FOR t IN SELECT relid, name FROM replica.tables
+              WHERE EXISTS (SELECT 1 FROM pg_class WHERE oid = relid)
+    LOOP
+      BEGIN
+        PERFORM replica.capture(t.relid::regclass);
+      EXCEPTION WHEN invalid_table_definition THEN
+        RAISE WARNING 'goreplica: % is replicated but now %: its changes are logged by its former key until it has a usable one again', t.name, SQLERRM;
+      END;
+    END LOOP;
+  END IF;
+END
+$v5$;
+-- ---------------------------------------------------------------------------
+
+INSERT INTO replica.version (version) VALUES (5)
 ON CONFLICT (singleton) DO UPDATE SET version = EXCLUDED.version;

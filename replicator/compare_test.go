@@ -126,7 +126,7 @@ func TestCompareFindsAndRepairFixes(t *testing.T) {
 	// An identity column GENERATED ALWAYS: inserted with OVERRIDING SYSTEM
 	// VALUE, never set by an UPDATE (which may only set it to DEFAULT).
 	_, sts = e.repair(RepairOptions{Slave: "lyon", Table: "ident"})
-	wantIdent := []string{`UPDATE ONLY public.ident SET v = 'v' WHERE k OPERATOR(pg_catalog.=) 'k4'::text`,
+	wantIdent := []string{`UPDATE ONLY public.ident SET v = 'v' WHERE k OPERATOR(pg_catalog.=) 'k4'::pg_catalog.text`,
 		`INSERT INTO public.ident (k, n, v) OVERRIDING SYSTEM VALUE VALUES ('k2', '2', 'v') ON CONFLICT (k) DO NOTHING`}
 	if len(sts) != 2 || sts[0].SQL != wantIdent[0] || sts[1].SQL != wantIdent[1] {
 		t.Errorf("repair of ident: %+v, want %q", sts, wantIdent)

@@ -6,9 +6,11 @@
 // generate_series, then UPDATE of every row), so the log trigger fires N
 // times in one transaction; microseconds per row over "none" is the
 // trigger's own cost. Variants: goreplica's generated trigger as is, then
-// without its SET clauses, with search_path only, without lc_monetary, with
-// typed comparisons (IS DISTINCT FROM on the values instead of their ::text)
-// in the UPDATE branch, and PgQ's sqltriga when installed.
+// with SET search_path = pg_catalog, pg_temp added (as schema version 4
+// generated it), without its SET clauses, with search_path only, without
+// lc_monetary, with typed comparisons (IS DISTINCT FROM on the values
+// instead of their ::text) in the UPDATE branch, and PgQ's sqltriga when
+// installed.
 //
 // Apply: the N logged INSERT statements are applied to an empty copy of the
 // table as goreplica's daemon does (replica.apply over chunks of 2000), as
@@ -88,6 +90,7 @@ func run(ctx context.Context) error {
 	}{
 		{"none", nil},
 		{"goreplica", []string{capture}},
+		{"goreplica + SET search_path (version 4)", []string{capture, `ALTER FUNCTION ` + fn + ` SET search_path = pg_catalog, pg_temp`}},
 		{"goreplica without SET clauses", []string{capture, `ALTER FUNCTION ` + fn + ` RESET ALL`}},
 		{"goreplica, SET search_path only", []string{capture, `ALTER FUNCTION ` + fn + ` RESET ALL`, `ALTER FUNCTION ` + fn + ` SET search_path = pg_catalog, pg_temp`}},
 		{"goreplica without SET lc_monetary", []string{capture, `ALTER FUNCTION ` + fn + ` RESET lc_monetary`}},

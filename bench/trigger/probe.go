@@ -13,10 +13,15 @@ import (
 // (for example VARIANTS="none goreplica probe_noset probe_noflag"). They
 // are measurements only: none of them is a correct trigger.
 var probes = map[string]func(context.Context, *sql.DB) error{
-	// Without the function's SET clauses (search_path, and the output
-	// settings pinned for tables with float, date or money columns).
+	// Without the function's SET clauses (the output settings pinned for
+	// tables with float, date or money columns).
 	"probe_noset": func(ctx context.Context, db *sql.DB) error {
 		return alterLogFunction(ctx, db, "RESET ALL")
+	},
+	// With SET search_path = pg_catalog, pg_temp added, as schema version 4
+	// generated it.
+	"probe_path": func(ctx context.Context, db *sql.DB) error {
+		return alterLogFunction(ctx, db, "SET search_path = pg_catalog, pg_temp")
 	},
 	// With search_path as its only SET clause.
 	"probe_pathonly": func(ctx context.Context, db *sql.DB) error {
@@ -36,7 +41,7 @@ var probes = map[string]func(context.Context, *sql.DB) error{
 		if err != nil {
 			return err
 		}
-		start := strings.Index(def, "IF current_setting('replica.notified'")
+		start := strings.Index(def, "IF (o IS NULL OR o OPERATOR(pg_catalog.=) '')")
 		end := strings.Index(def[max(start, 0):], "END IF;\n  END IF;")
 		if start < 0 || end < 0 {
 			return fmt.Errorf("NOTIFY block not found in the log function")
