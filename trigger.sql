@@ -383,7 +383,9 @@ BEGIN
   IF TG_RELID OPERATOR(pg_catalog.<>) %1$s::pg_catalog.oid THEN
     RAISE EXCEPTION 'goreplica log function for %% fired on another table', %2$L;
   END IF;
-  IF o OPERATOR(pg_catalog.<>) ''
+  -- coalesce: with o NULL (no origin, the usual case) the condition is false
+  -- without the look-up (NULL AND x needs x).
+  IF coalesce(o, '') OPERATOR(pg_catalog.<>) ''
      AND NOT EXISTS (SELECT 1 FROM replica.applying WHERE xid OPERATOR(pg_catalog.=) pg_catalog.pg_current_xact_id()) THEN
     RAISE EXCEPTION 'replica.origin is reserved to goreplica''s apply transactions'
       USING ERRCODE = 'insufficient_privilege',
