@@ -8,9 +8,7 @@
 // trigger's own cost. Variants: goreplica's generated trigger as is, then
 // with SET search_path = pg_catalog, pg_temp added (as schema version 4
 // generated it), without its SET clauses, with search_path only, without
-// lc_monetary, with typed comparisons (IS DISTINCT FROM on the values
-// instead of their ::text) in the UPDATE branch, and PgQ's sqltriga when
-// installed.
+// lc_monetary, and PgQ's sqltriga when installed.
 //
 // Apply: the N logged INSERT statements are applied to an empty copy of the
 // table as goreplica's daemon does (replica.apply over chunks of 2000), as
@@ -28,7 +26,6 @@ import (
 	"os"
 	"os/signal"
 	"sort"
-	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -75,14 +72,10 @@ func run(ctx context.Context) error {
 		`INSERT INTO replica.slaves (name, acked_snapshot, waiting) VALUES ('bench', pg_current_snapshot(), false)`); err != nil {
 		return err
 	}
-	var fn, def string
+	var fn string
 	if err := db.QueryRowContext(ctx, `SELECT replica.capture('test')::text, format('replica.%I()', 'log_' || 'test'::regclass::oid)`).Scan(new(string), &fn); err != nil {
 		return err
 	}
-	if err := db.QueryRowContext(ctx, `SELECT pg_get_functiondef($1::regprocedure)`, fn).Scan(&def); err != nil {
-		return err
-	}
-	typed := strings.ReplaceAll(strings.ReplaceAll(def, "::text IS DISTINCT FROM", " IS DISTINCT FROM"), "::text THEN", " THEN")
 	capture := `SELECT replica.capture('test')`
 	variants := []struct {
 		name string
@@ -94,7 +87,6 @@ func run(ctx context.Context) error {
 		{"goreplica without SET clauses", []string{capture, `ALTER FUNCTION ` + fn + ` RESET ALL`}},
 		{"goreplica, SET search_path only", []string{capture, `ALTER FUNCTION ` + fn + ` RESET ALL`, `ALTER FUNCTION ` + fn + ` SET search_path = pg_catalog, pg_temp`}},
 		{"goreplica without SET lc_monetary", []string{capture, `ALTER FUNCTION ` + fn + ` RESET lc_monetary`}},
-		{"goreplica, typed UPDATE comparisons", []string{capture, typed}},
 	}
 	pgq := rig.Exec(ctx, db, `CREATE EXTENSION pgq`, `SELECT pgq.create_queue('bench')`) == nil
 	if pgq {
