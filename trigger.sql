@@ -267,7 +267,13 @@ DECLARE
   oldkey  text[] := '{}';
   upd     text := '';
   ident   boolean := false;
-  pinned  boolean := false;
+  -- Output settings a column's rendering depends on (see below).
+  pin_ds  boolean := false;  -- DateStyle
+  pin_is  boolean := false;  -- IntervalStyle
+  pin_fd  boolean := false;  -- extra_float_digits
+  pin_mo  boolean := false;  -- lc_monetary
+  pin     text := '';
+  unpin   text := '';
   sets    text := '';
   body    text;
 BEGIN
@@ -324,25 +330,68 @@ BEGIN
                            f, format(', %I = ', col.attname));
     END IF;
     IF col.attidentity = 'a' THEN ident := true; END IF;
-    -- Types whose text output does not depend on any setting.
-    IF col.atttypid NOT IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype, 'numeric'::regtype,
-                            'text'::regtype, 'varchar'::regtype, 'bpchar'::regtype, 'bool'::regtype,
-                            'uuid'::regtype, 'bytea'::regtype, 'json'::regtype, 'jsonb'::regtype,
-                            'timestamptz'::regtype, 'oid'::regtype, 'name'::regtype, 'char'::regtype,
-                            'inet'::regtype, 'cidr'::regtype, 'int4[]'::regtype, 'int8[]'::regtype,
-                            'text[]'::regtype) THEN
-      pinned := true;
+    -- The settings each column's text output depends on. Dates and times
+    -- print in the DateStyle's style (timestamptz with an explicit UTC
+    -- offset, unambiguous only in ISO), intervals in the IntervalStyle,
+    -- floats exactly only with extra_float_digits above 0, money in
+    -- lc_monetary's format. The other types listed depend on none; a type
+    -- not listed (arrays, composites, domains, geometry, ...) may depend on
+    -- all four.
+    IF col.atttypid IN ('date'::regtype, 'timestamp'::regtype, 'timestamptz'::regtype) THEN
+      pin_ds := true;
+    ELSIF col.atttypid = 'interval'::regtype THEN
+      pin_is := true;
+    ELSIF col.atttypid IN ('float4'::regtype, 'float8'::regtype) THEN
+      pin_fd := true;
+    ELSIF col.atttypid = 'money'::regtype THEN
+      pin_mo := true;
+    ELSIF col.atttypid NOT IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype, 'numeric'::regtype,
+                               'text'::regtype, 'varchar'::regtype, 'bpchar'::regtype, 'bool'::regtype,
+                               'uuid'::regtype, 'bytea'::regtype, 'json'::regtype, 'jsonb'::regtype,
+                               'oid'::regtype, 'name'::regtype, 'char'::regtype,
+                               'inet'::regtype, 'cidr'::regtype, 'int4[]'::regtype, 'int8[]'::regtype,
+                               'text[]'::regtype) THEN
+      pin_ds := true; pin_is := true; pin_fd := true; pin_mo := true;
     END IF;
   END LOOP;
-  IF pinned THEN
-    sets := E'\nSET DateStyle = ''ISO, YMD'' SET IntervalStyle = ''postgres'''
-         || E' SET extra_float_digits = 3 SET lc_monetary = ''C''';
+  -- The values are rendered under the settings a slave reads them with
+  -- (replica.apply's) where the caller's would print them otherwise. Not
+  -- by SET clauses of the function, which PostgreSQL saves and restores on
+  -- every call: each setting is checked, and only one that would print
+  -- otherwise (none at their defaults) is set, transaction-locally, for the
+  -- rendering and given back right after it. An error between the two ends
+  -- the caller's transaction or subtransaction, which takes the setting
+  -- back as well.
+  IF pin_ds THEN
+    pin := pin || E'\n  IF NOT pg_catalog.starts_with(pg_catalog.current_setting(''DateStyle''), ''ISO,'') THEN'
+               || E'\n    was := was OPERATOR(pg_catalog.||) ARRAY[''DateStyle'', pg_catalog.current_setting(''DateStyle'')];'
+               || E'\n    PERFORM pg_catalog.set_config(''DateStyle'', ''ISO, YMD'', true);'
+               || E'\n  END IF;';
   END IF;
-  -- timestamptz is rendered with an explicit UTC offset, unambiguous in any
-  -- DateStyle only when the style is ISO; pin DateStyle whenever one is present.
-  IF NOT pinned AND EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = rel AND attnum > 0
-                             AND NOT attisdropped AND atttypid = 'timestamptz'::regtype) THEN
-    sets := E'\nSET DateStyle = ''ISO, YMD''';
+  IF pin_is THEN
+    pin := pin || E'\n  IF pg_catalog.current_setting(''IntervalStyle'') OPERATOR(pg_catalog.<>) ''postgres'' THEN'
+               || E'\n    was := was OPERATOR(pg_catalog.||) ARRAY[''IntervalStyle'', pg_catalog.current_setting(''IntervalStyle'')];'
+               || E'\n    PERFORM pg_catalog.set_config(''IntervalStyle'', ''postgres'', true);'
+               || E'\n  END IF;';
+  END IF;
+  IF pin_fd THEN
+    pin := pin || E'\n  IF CAST(pg_catalog.current_setting(''extra_float_digits'') AS pg_catalog.int4) OPERATOR(pg_catalog.<=) 0 THEN'
+               || E'\n    was := was OPERATOR(pg_catalog.||) ARRAY[''extra_float_digits'', pg_catalog.current_setting(''extra_float_digits'')];'
+               || E'\n    PERFORM pg_catalog.set_config(''extra_float_digits'', ''3'', true);'
+               || E'\n  END IF;';
+  END IF;
+  IF pin_mo THEN
+    pin := pin || E'\n  IF pg_catalog.current_setting(''lc_monetary'') OPERATOR(pg_catalog.<>) ''C'' THEN'
+               || E'\n    was := was OPERATOR(pg_catalog.||) ARRAY[''lc_monetary'', pg_catalog.current_setting(''lc_monetary'')];'
+               || E'\n    PERFORM pg_catalog.set_config(''lc_monetary'', ''C'', true);'
+               || E'\n  END IF;';
+  END IF;
+  IF pin <> '' THEN
+    unpin := E'\n  IF was IS NOT NULL THEN'
+          || E'\n    FOR i IN 1 .. pg_catalog.array_length(was, 1) BY 2 LOOP'
+          || E'\n      PERFORM pg_catalog.set_config(was[i], was[i OPERATOR(pg_catalog.+) 1], true);'
+          || E'\n    END LOOP;'
+          || E'\n  END IF;';
   END IF;
   -- A reg* value (regclass, regtype, regproc, ...) prints its object's name
   -- with the schema only when that is not on the search_path; a slave reads
@@ -379,6 +428,7 @@ DECLARE
   s pg_catalog.text := '';
   v pg_catalog.text;
   o pg_catalog.text := pg_catalog.current_setting('replica.origin', true);
+  was pg_catalog.text[];  -- settings set for the rendering: name, value before, ...
 BEGIN
   IF TG_RELID OPERATOR(pg_catalog.<>) %1$s::pg_catalog.oid THEN
     RAISE EXCEPTION 'goreplica log function for %% fired on another table', %2$L;
@@ -391,14 +441,17 @@ BEGIN
       USING ERRCODE = 'insufficient_privilege',
             HINT = 'only goreplica marks changes as coming from another node: RESET replica.origin';
   END IF;
+%10$s
   IF TG_OP OPERATOR(pg_catalog.=) 'INSERT' THEN
     s := %3$L OPERATOR(pg_catalog.||) %4$s OPERATOR(pg_catalog.||) %5$L;
   ELSIF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' THEN%6$s
-    IF s OPERATOR(pg_catalog.=) '' THEN RETURN NULL; END IF;  -- nothing changed: nothing to repeat
-    s := %7$L OPERATOR(pg_catalog.||) pg_catalog.substr(s, 3) OPERATOR(pg_catalog.||) ' WHERE ' OPERATOR(pg_catalog.||) %8$s;
+    IF s OPERATOR(pg_catalog.<>) '' THEN
+      s := %7$L OPERATOR(pg_catalog.||) pg_catalog.substr(s, 3) OPERATOR(pg_catalog.||) ' WHERE ' OPERATOR(pg_catalog.||) %8$s;
+    END IF;
   ELSE
     s := %9$L OPERATOR(pg_catalog.||) %8$s;
-  END IF;
+  END IF;%11$s
+  IF s OPERATOR(pg_catalog.=) '' THEN RETURN NULL; END IF;  -- an UPDATE that changed nothing: nothing to repeat
   INSERT INTO replica.replica_log (lsn, txid, origin, via, tbl, op, sql)
   VALUES (pg_catalog.pg_current_wal_insert_lsn(), pg_catalog.pg_current_xact_id(),
           CASE WHEN o OPERATOR(pg_catalog.<>) '' THEN o END,
@@ -427,7 +480,8 @@ $b$,
     ') ON CONFLICT (' || (SELECT string_agg(format('%I', c), ', ') FROM unnest(key.cols) c) || ') DO NOTHING',
     upd, 'UPDATE ONLY ' || qrel || ' SET ',
     replica.format_expr(key.pieces, oldkey, ' AND '),
-    'DELETE FROM ONLY ' || qrel || ' WHERE ');
+    'DELETE FROM ONLY ' || qrel || ' WHERE ',
+    pin, unpin);
   RETURN format(E'CREATE OR REPLACE FUNCTION %s() RETURNS trigger\nLANGUAGE plpgsql SECURITY DEFINER%s\nAS %L',
                 fname, sets, body);
 END

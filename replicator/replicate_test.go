@@ -712,3 +712,68 @@ func TestPurgeAnalyzesALogWithoutStatistics(t *testing.T) {
 		t.Errorf("the log's reltuples = %s after purge, want 1500 (nothing acknowledged it)", got)
 	}
 }
+
+// The log trigger renders values under the settings a slave reads them
+// with, and gives the caller's own back at once: in the same transaction,
+// after it, and at the session level, whether they were set for the session
+// or for the transaction.
+func TestLogTriggerGivesTheCallersSettingsBack(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, setup{schema: `CREATE TABLE t (id int PRIMARY KEY, d date, iv interval, f float8, m money, ts timestamp);`})
+	e.start(nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	conn := e.hostileConn(ctx, "SET lc_monetary = 'C.UTF-8'")
+	show := func() string {
+		var out []string
+		for _, n := range []string{"DateStyle", "IntervalStyle", "extra_float_digits", "lc_monetary"} {
+			var v string
+			if err := conn.QueryRowContext(ctx, "SELECT current_setting($1)", n).Scan(&v); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, n+"="+v)
+		}
+		return strings.Join(out, " ")
+	}
+	session := show()
+	for _, q := range []string{
+		`INSERT INTO t VALUES (1, '2026-12-01', '1 day 02:03:04', 0.1, 12.34, '2026-12-01 10:00')`,
+		`BEGIN`,
+		`SET LOCAL DateStyle = 'German, DMY'`, `SET LOCAL extra_float_digits = 0`, `SET LOCAL IntervalStyle = 'iso_8601'`,
+	} {
+		if _, err := conn.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	local := show()
+	for _, q := range []string{
+		`INSERT INTO t VALUES (2, '2026-12-02', '-1 mon 3 days', 1e-300, -5, '2026-12-02 11:00')`,
+		`UPDATE t SET f = f * 3, d = d + 1, iv = iv * 2, m = m + 1::money, ts = ts + interval '1 hour'`,
+	} {
+		if _, err := conn.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		if got := show(); got != local {
+			t.Errorf("after %s in the transaction: %s, want the transaction's %s", q, got, local)
+		}
+	}
+	if _, err := conn.ExecContext(ctx, `COMMIT`); err != nil {
+		t.Fatal(err)
+	}
+	if got := show(); got != session {
+		t.Errorf("after the transaction: %s, want the session's %s", got, session)
+	}
+	if _, err := conn.ExecContext(ctx, `DELETE FROM t WHERE id = 1`); err != nil {
+		t.Fatal(err)
+	}
+	if got := show(); got != session {
+		t.Errorf("after a DELETE: %s, want the session's %s", got, session)
+	}
+	e.waitConverged(30*time.Second, "t")
+	for _, c := range []string{"d", "iv", "f", "m", "ts"} {
+		q := fmt.Sprintf(`SELECT string_agg(%s::text, ',' ORDER BY id) FROM t`, c)
+		if want, got := queryString(t, e.master, q), queryString(t, e.slaves[0], q); got != want {
+			t.Errorf("column %s: slave has %q, master %q", c, got, want)
+		}
+	}
+}

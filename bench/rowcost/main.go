@@ -5,10 +5,12 @@
 // Trigger: one statement changes N rows of table test (INSERT ... SELECT
 // generate_series, then UPDATE of every row), so the log trigger fires N
 // times in one transaction; microseconds per row over "none" is the
-// trigger's own cost. Variants: goreplica's generated trigger as is, then
-// with SET search_path = pg_catalog, pg_temp added (as schema version 4
-// generated it), without its SET clauses, with search_path only, without
-// lc_monetary, and PgQ's sqltriga when installed.
+// trigger's own cost. Variants: goreplica's generated trigger as is (no
+// SET clause: names schema-qualified, output settings checked and set only
+// where the session's would print otherwise), then with the SET clauses
+// schema version 4 gave it (search_path and, for table test's float8 and
+// timestamptz, the four output settings), with SET search_path only, and
+// PgQ's sqltriga when installed.
 //
 // Apply: the N logged INSERT statements are applied to an empty copy of the
 // table as goreplica's daemon does (replica.apply over chunks of 2000), as
@@ -83,10 +85,10 @@ func run(ctx context.Context) error {
 	}{
 		{"none", nil},
 		{"goreplica", []string{capture}},
-		{"goreplica + SET search_path (version 4)", []string{capture, `ALTER FUNCTION ` + fn + ` SET search_path = pg_catalog, pg_temp`}},
-		{"goreplica without SET clauses", []string{capture, `ALTER FUNCTION ` + fn + ` RESET ALL`}},
-		{"goreplica, SET search_path only", []string{capture, `ALTER FUNCTION ` + fn + ` RESET ALL`, `ALTER FUNCTION ` + fn + ` SET search_path = pg_catalog, pg_temp`}},
-		{"goreplica without SET lc_monetary", []string{capture, `ALTER FUNCTION ` + fn + ` RESET lc_monetary`}},
+		{"goreplica + SET clauses (version 4)", []string{capture, `ALTER FUNCTION ` + fn + ` SET search_path = pg_catalog, pg_temp`,
+			`ALTER FUNCTION ` + fn + ` SET DateStyle = 'ISO, YMD'`, `ALTER FUNCTION ` + fn + ` SET IntervalStyle = 'postgres'`,
+			`ALTER FUNCTION ` + fn + ` SET extra_float_digits = 3`, `ALTER FUNCTION ` + fn + ` SET lc_monetary = 'C'`}},
+		{"goreplica + SET search_path", []string{capture, `ALTER FUNCTION ` + fn + ` SET search_path = pg_catalog, pg_temp`}},
 	}
 	pgq := rig.Exec(ctx, db, `CREATE EXTENSION pgq`, `SELECT pgq.create_queue('bench')`) == nil
 	if pgq {
