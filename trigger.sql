@@ -272,6 +272,7 @@ DECLARE
   pin_is  boolean := false;  -- IntervalStyle
   pin_fd  boolean := false;  -- extra_float_digits
   pin_mo  boolean := false;  -- lc_monetary
+  st      record;
   pin     text := '';
   unpin   text := '';
   sets    text := '';
@@ -362,30 +363,19 @@ BEGIN
   -- rendering and given back right after it. An error between the two ends
   -- the caller's transaction or subtransaction, which takes the setting
   -- back as well.
-  IF pin_ds THEN
-    pin := pin || E'\n  IF NOT pg_catalog.starts_with(pg_catalog.current_setting(''DateStyle''), ''ISO,'') THEN'
-               || E'\n    was := was OPERATOR(pg_catalog.||) ARRAY[''DateStyle'', pg_catalog.current_setting(''DateStyle'')];'
-               || E'\n    PERFORM pg_catalog.set_config(''DateStyle'', ''ISO, YMD'', true);'
-               || E'\n  END IF;';
-  END IF;
-  IF pin_is THEN
-    pin := pin || E'\n  IF pg_catalog.current_setting(''IntervalStyle'') OPERATOR(pg_catalog.<>) ''postgres'' THEN'
-               || E'\n    was := was OPERATOR(pg_catalog.||) ARRAY[''IntervalStyle'', pg_catalog.current_setting(''IntervalStyle'')];'
-               || E'\n    PERFORM pg_catalog.set_config(''IntervalStyle'', ''postgres'', true);'
-               || E'\n  END IF;';
-  END IF;
-  IF pin_fd THEN
-    pin := pin || E'\n  IF CAST(pg_catalog.current_setting(''extra_float_digits'') AS pg_catalog.int4) OPERATOR(pg_catalog.<=) 0 THEN'
-               || E'\n    was := was OPERATOR(pg_catalog.||) ARRAY[''extra_float_digits'', pg_catalog.current_setting(''extra_float_digits'')];'
-               || E'\n    PERFORM pg_catalog.set_config(''extra_float_digits'', ''3'', true);'
-               || E'\n  END IF;';
-  END IF;
-  IF pin_mo THEN
-    pin := pin || E'\n  IF pg_catalog.current_setting(''lc_monetary'') OPERATOR(pg_catalog.<>) ''C'' THEN'
-               || E'\n    was := was OPERATOR(pg_catalog.||) ARRAY[''lc_monetary'', pg_catalog.current_setting(''lc_monetary'')];'
-               || E'\n    PERFORM pg_catalog.set_config(''lc_monetary'', ''C'', true);'
-               || E'\n  END IF;';
-  END IF;
+  FOR st IN
+    SELECT * FROM (VALUES
+      (pin_ds, 'DateStyle', 'NOT pg_catalog.starts_with(%s, ''ISO,'')', 'ISO, YMD'),
+      (pin_is, 'IntervalStyle', '%s OPERATOR(pg_catalog.<>) ''postgres''', 'postgres'),
+      (pin_fd, 'extra_float_digits', 'CAST(%s AS pg_catalog.int4) OPERATOR(pg_catalog.<=) 0', '3'),
+      (pin_mo, 'lc_monetary', '%s OPERATOR(pg_catalog.<>) ''C''', 'C')) AS v(needed, name, test, value)
+     WHERE needed
+  LOOP
+    f := format('pg_catalog.current_setting(%L)', st.name);
+    pin := pin || format(E'\n  IF %s THEN\n    was := was OPERATOR(pg_catalog.||) ARRAY[%L, %s];'
+                         || E'\n    PERFORM pg_catalog.set_config(%L, %L, true);\n  END IF;',
+                         format(st.test, f), st.name, f, st.name, st.value);
+  END LOOP;
   IF pin <> '' THEN
     unpin := E'\n  IF was IS NOT NULL THEN'
           || E'\n    FOR i IN 1 .. pg_catalog.array_length(was, 1) BY 2 LOOP'
