@@ -21,7 +21,11 @@
 // Knobs (environment): SIZES [10000,40000,160000], WORKLOADS [tpcb,hot,update,delete],
 // CLIENTS [4] pgbench clients for the burst, SCALE [1] pgbench scale,
 // WHOLE_MAX [40000] the largest backlog goreplica_whole is timed on (its
-// time grows with the square of a hot-row backlog).
+// time grows with the square of a hot-row backlog), LOG_DIR [] a directory
+// that keeps the daemons' logs (with GOREPLICA_LOG_LEVEL=debug they time
+// each batch: the master's reads, the slave's apply, the commit), PGSS [0]
+// 1 loads pg_stat_statements in both servers and prints, after each
+// goreplica drain, the statements that took the most time on each.
 package main
 
 import (
@@ -89,6 +93,7 @@ type drain struct {
 	size               int
 	secs, rate         float64
 	rssKB              int64
+	start              time.Time
 }
 
 func main() {
@@ -115,6 +120,8 @@ func run(ctx context.Context) error {
 	clients := k.Int("CLIENTS", 4)
 	scale := k.Int("SCALE", 1)
 	wholeMax := k.Int("WHOLE_MAX", 40000)
+	logDir := k.String("LOG_DIR", "")
+	pgss := k.Int("PGSS", 0) == 1
 	command := k.Command("./bench/catchup")
 
 	dir, err := os.MkdirTemp("", "goreplica-catchup-")
@@ -123,6 +130,11 @@ func run(ctx context.Context) error {
 	}
 	defer os.RemoveAll(dir)
 	if err := os.Chmod(dir, 0o755); err != nil {
+		return err
+	}
+	if logDir == "" {
+		logDir = dir
+	} else if err := os.MkdirAll(logDir, 0o755); err != nil {
 		return err
 	}
 	for name, text := range scripts {
@@ -136,12 +148,20 @@ func run(ctx context.Context) error {
 		return err
 	}
 	rig.Logf("starting master and slave servers (durable)")
-	master, err := rig.Start(ctx, rig.MasterDB, map[string]string{"wal_level": "logical", "max_wal_senders": "10", "max_replication_slots": "10"})
+	masterSettings := map[string]string{"wal_level": "logical", "max_wal_senders": "10", "max_replication_slots": "10"}
+	slaveSettings := map[string]string{"max_prepared_transactions": "10", "wal_retrieve_retry_interval": "100ms"}
+	if pgss {
+		for _, m := range []map[string]string{masterSettings, slaveSettings} {
+			m["shared_preload_libraries"] = "pg_stat_statements"
+			m["pg_stat_statements.track"] = "all"
+		}
+	}
+	master, err := rig.Start(ctx, rig.MasterDB, masterSettings)
 	if err != nil {
 		return err
 	}
 	defer master.Close()
-	slave, err := rig.Start(ctx, "", map[string]string{"max_prepared_transactions": "10", "wal_retrieve_retry_interval": "100ms"})
+	slave, err := rig.Start(ctx, "", slaveSettings)
 	if err != nil {
 		return err
 	}
@@ -181,6 +201,11 @@ CREATE SEQUENCE del_seq;`
 		}
 		if err := rig.Exec(ctx, t.c, extra); err != nil {
 			return err
+		}
+		if pgss {
+			if err := rig.Exec(ctx, t.c, `CREATE EXTENSION pg_stat_statements`); err != nil {
+				return err
+			}
 		}
 	}
 	cfgs := map[string]string{}
@@ -258,7 +283,7 @@ copy = "skip"
 						continue
 					}
 					var d drain
-					if err := drainOne(ctx, bin, cfgs[c], dir, native, dbs[c], c, marker, &d); err != nil {
+					if err := drainOne(ctx, bin, cfgs[c], logDir, native, dbs[c], c, marker, &d); err != nil {
 						return err
 					}
 				}
@@ -286,11 +311,28 @@ copy = "skip"
 					return err
 				}
 				d := drain{workload: w, consumer: c, size: size / clients * clients}
-				if err := drainOne(ctx, bin, cfgs[c], dir, native, dbs[c], c, marker, &d); err != nil {
+				if pgss {
+					for _, db := range []*sql.DB{m, dbs[c]} {
+						if err := rig.Exec(ctx, db, `SELECT pg_stat_statements_reset()`); err != nil {
+							return err
+						}
+					}
+				}
+				if err := drainOne(ctx, bin, cfgs[c], logDir, native, dbs[c], c, marker, &d); err != nil {
 					return err
 				}
 				drains = append(drains, d)
-				rig.Logf("%s %d %-9s %.2fs: %.0f transactions/s  peak RSS %d kB", w, d.size, c, d.secs, d.rate, d.rssKB)
+				if pgss && c != consumerNative {
+					for _, s := range []struct {
+						name string
+						db   *sql.DB
+					}{{"master", m}, {"slave", dbs[c]}} {
+						if err := topStatements(ctx, s.name, s.db); err != nil {
+							return err
+						}
+					}
+				}
+				rig.Logf("%s %d %-9s %.2fs from %s: %.0f transactions/s  peak RSS %d kB", w, d.size, c, d.secs, d.start.Format("15:04:05.000"), d.rate, d.rssKB)
 			}
 			// Purge what goreplica applied, as its daemon does, and vacuum,
 			// so that every round starts from a log and tables alike.
@@ -359,9 +401,34 @@ func drainOne(ctx context.Context, bin, cfg, dir string, native, db *sql.DB, c s
 	if err != nil {
 		return fmt.Errorf("%s: %w", c, err)
 	}
+	d.start = t0
 	d.secs = t1.Sub(t0).Seconds()
 	d.rate = float64(d.size) / d.secs
 	return nil
+}
+
+// topStatements prints the statements of db that took the most time since
+// the last reset (pg_stat_statements).
+func topStatements(ctx context.Context, name string, db *sql.DB) error {
+	rows, err := db.QueryContext(ctx, `SELECT calls, round(total_exec_time::numeric, 1), toplevel,
+       left(regexp_replace(query, '\s+', ' ', 'g'), 110)
+  FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 12`)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	fmt.Printf("# %s: calls  total ms  top-level  statement\n", name)
+	for rows.Next() {
+		var calls int64
+		var ms float64
+		var top bool
+		var q string
+		if err := rows.Scan(&calls, &ms, &top, &q); err != nil {
+			return err
+		}
+		fmt.Printf("#   %7d %9.1f %5v  %s\n", calls, ms, top, q)
+	}
+	return rows.Err()
 }
 
 func report(command string, clients, scale int, sizes []int, workloads []string, drains []drain) {
