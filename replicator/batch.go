@@ -196,6 +196,12 @@ func (w *worker) cycle(ctx context.Context) (int, error) {
 	if n, err := w.catchUp(ctx); err != nil || n > 0 {
 		return n, err
 	}
+	if w.rangeFirst && w.pos.hi == "" {
+		if err := w.beginRange(ctx); err != nil {
+			return 0, err
+		}
+	}
+	w.rangeFirst = false
 	if w.pos.hi != "" {
 		return w.subBatch(ctx)
 	}
@@ -292,7 +298,12 @@ func (w *worker) apply(ctx context.Context, rows eventRows, next position, maxEv
 	w.conflicts = nil
 	skipped := 0
 	var read int64
-	for rows.Next() {
+	more := func() bool {
+		t := time.Now()
+		defer since(&w.tm.read, t)
+		return rows.Next()
+	}
+	for more() {
 		e, big, length, err := w.scanEvent(rows)
 		if err != nil {
 			return 0, err
@@ -348,9 +359,12 @@ func (w *worker) apply(ctx context.Context, rows eventRows, next position, maxEv
 	// Last before the slave's commit: by now the application's own
 	// synchronous commits have usually flushed the master's WAL past the
 	// snapshot, and the fence is one cheap read.
+	t := time.Now()
 	if err := w.fence(ctx, next); err != nil {
 		return 0, err
 	}
+	since(&w.tm.fence, t)
+	t = time.Now()
 	args := append([]any{w.masterID, next.snapshot, next.batch, next.snapTime, w.r.opts.Master.Name}, next.rangeArgs()...)
 	res, err := w.conn.ExecContext(ctx, sqlUpdatePosition, args...)
 	if err != nil {
@@ -365,6 +379,7 @@ func (w *worker) apply(ctx context.Context, rows eventRows, next position, maxEv
 	if err := w.commit(ctx, next, next.snapTime); err != nil {
 		return 0, err
 	}
+	since(&w.tm.commit, t)
 	w.pos = next
 	w.exact = false
 	w.advanceNow = false
@@ -376,7 +391,7 @@ func (w *worker) apply(ctx context.Context, rows eventRows, next position, maxEv
 		}
 	}
 	if n > 0 {
-		w.log.Debug("batch applied", keyBatch, next.batch, "events", n)
+		w.log.Debug("batch applied", append([]any{keyBatch, next.batch, "events", n}, w.tm.attrs()...)...)
 	}
 	return n, nil
 }
@@ -480,6 +495,7 @@ func (w *worker) commit(ctx context.Context, next position, snapTime time.Time) 
 // (resolveConflict): unless it stops the batch, the chunk goes on from the
 // next statement.
 func (w *worker) applyChunk(ctx context.Context, c *chunk) error {
+	defer since(&w.tm.apply, time.Now())
 	c.build()
 	c.closeRun()
 	alone := c.alone()
@@ -505,11 +521,13 @@ func (w *worker) applyFrom(ctx context.Context, c *chunk, from int, alone bool) 
 	var failed int
 	var affected int64
 	var err error
+	t := time.Now()
 	if alone {
 		failed, affected, err = w.applyAlone(ctx, c)
 	} else {
 		err = w.conn.QueryRowContext(ctx, sqlApply, pq.Array(c.origins[from:]), pq.Array(c.ops[from:]), pq.Array(c.stmts[from:]), pq.Array(c.nrows[from:])).Scan(&failed, &affected)
 	}
+	since(&w.tm.slave, t)
 	if err != nil {
 		var pe *pq.Error
 		if errors.As(err, &pe) {

@@ -70,15 +70,16 @@ SELECT txid, origin, tbl, op, CASE WHEN octet_length(sql) <= $4 THEN sql END, oc
 	// sqlFlushed reads how far the master's WAL is durable (fence.go).
 	sqlFlushed = `SELECT pg_current_wal_flush_lsn()::text`
 	// sqlRangeSummary lists the transactions of a backlog, the range from
-	// snapshot $1 to snapshot $2, in sub-batch order (subbatch.go).
+	// snapshot $1 to snapshot $2 (subbatch.go). They are put in sub-batch
+	// order by the daemon: sorted by the master, tens of thousands of
+	// groups spill work_mem to disk.
 	sqlRangeSummary = `SELECT txid::text::int8, max(lsn)::text, count(*), sum(octet_length(sql))
   FROM replica.replica_log
  WHERE txid >= pg_snapshot_xmin($1::pg_snapshot)
    AND NOT pg_visible_in_snapshot(txid, $1::pg_snapshot)
    AND pg_visible_in_snapshot(txid, $2::pg_snapshot)
    AND (origin IS NULL OR ($4 AND origin <> $3 AND via IS DISTINCT FROM $3))
- GROUP BY txid
- ORDER BY max(lsn), txid`
+ GROUP BY txid`
 	// sqlEventsOf streams the events of the transactions of one sub-batch.
 	sqlEventsOf = `SELECT txid::text, origin, tbl, op, CASE WHEN octet_length(sql) <= $4 THEN sql END, octet_length(sql), ctid::text
   FROM replica.replica_log

@@ -2,7 +2,9 @@ package replicator
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -98,7 +100,7 @@ func pickSubBatch(txs []txSummary, cut txKey, maxEvents, maxBytes int64) (i, j i
 }
 
 // loadSummary reads the transactions of the range (lo, hi] that logged
-// events for this slave. One statement: its snapshot is newer than hi, and
+// events for this slave, in key order. One statement: its snapshot is newer than hi, and
 // every transaction visible in hi is visible in it too (the range's log
 // rows stay until the slave acknowledges hi).
 func (w *worker) loadSummary(ctx context.Context, lo, hi string) (*rangeSummary, error) {
@@ -122,17 +124,50 @@ func (w *worker) loadSummary(ctx context.Context, lo, hi string) (*rangeSummary,
 	if err := rows.Err(); err != nil {
 		return nil, w.masterErr("summarize backlog", err)
 	}
+	slices.SortFunc(s.txs, func(a, b txSummary) int {
+		if a.key.less(b.key) {
+			return -1
+		}
+		if b.key.less(a.key) {
+			return 1
+		}
+		return 0
+	})
 	return s, nil
+}
+
+// sqlRangeEnd takes the snapshot that ends the range a worker starts with
+// (beginRange).
+const sqlRangeEnd = `SELECT pg_current_snapshot()::text, clock_timestamp()`
+
+// beginRange makes what the master has committed since the slave's
+// position a range to apply in sub-batches, from its summary. A worker
+// does so once after it connects, where a backlog is most likely (after a
+// stop of the daemon or an outage of the slave): found by the ordinary
+// batch instead, a backlog is first read, and partly applied, as one batch
+// that turns out too big, rolled back, and only then summarized.
+func (w *worker) beginRange(ctx context.Context) error {
+	var hi string
+	var hiTime time.Time
+	if err := w.r.master.QueryRowContext(ctx, sqlRangeEnd).Scan(&hi, &hiTime); err != nil {
+		return w.masterErr("take snapshot", err)
+	}
+	if hi != w.pos.snapshot {
+		w.pos.hi, w.pos.hiTime, w.pos.cut = hi, hiTime, txKey{}
+	}
+	return nil
 }
 
 // subBatch applies the next sub-batch of the range under way
 // (w.pos.hi). The last one moves the position to hi.
 func (w *worker) subBatch(ctx context.Context) (int, error) {
 	if w.summary == nil || w.summary.lo != w.pos.snapshot || w.summary.hi != w.pos.hi {
+		t := time.Now()
 		s, err := w.loadSummary(ctx, w.pos.snapshot, w.pos.hi)
 		if err != nil {
 			return 0, err
 		}
+		since(&w.tm.summary, t)
 		w.summary = s
 	}
 	// Every transaction of the range is visible in hi, taken before now.
@@ -146,19 +181,37 @@ func (w *worker) subBatch(ctx context.Context) (int, error) {
 		next.cut = w.summary.txs[j-1].key
 	}
 	next.takenAt = takenAt
-	txids := make([]string, 0, j-i)
-	for _, t := range w.summary.txs[i:j] {
-		txids = append(txids, strconv.FormatUint(t.key.txid, 10))
-	}
 	if err := w.loadNotOK(ctx); err != nil {
 		return 0, err
 	}
-	rows, err := w.r.master.QueryContext(ctx, sqlEventsOf, pq.Array(txids), w.slave.Name, w.forward, aloneBytes)
-	if err != nil {
-		return 0, w.masterErr("read events", err)
+	t := time.Now()
+	var rows *sql.Rows
+	if a := w.ahead; a != nil && a.summary == w.summary && a.cut == w.pos.cut {
+		w.ahead = nil
+		<-a.done
+		if a.err != nil {
+			return 0, a.err
+		}
+		rows = a.rows
+	} else {
+		w.dropReadAhead()
+		var err error
+		if rows, err = w.queryEvents(ctx, w.summary.txs[i:j]); err != nil {
+			return 0, err
+		}
 	}
+	since(&w.tm.read, t)
 	defer rows.Close()
+	if next.hi != "" {
+		// The next sub-batch's events, read while this one is applied.
+		if k, l := pickSubBatch(w.summary.txs, next.cut, w.r.opts.BatchEvents, w.r.opts.BatchBytes); k < l {
+			w.ahead = w.readAhead(ctx, next.cut, w.summary.txs[k:l])
+		}
+	}
 	n, err := w.apply(ctx, eventRows{Rows: rows}, next, 0, 0)
+	if err != nil {
+		w.dropReadAhead()
+	}
 	if err == nil && n > 0 {
 		w.log.Debug("sub-batch applied", keyBatch, next.batch, "transactions", j-i, "left", len(w.summary.txs)-j)
 	}
@@ -166,6 +219,64 @@ func (w *worker) subBatch(ctx context.Context) (int, error) {
 		w.summary = nil
 	}
 	return n, err
+}
+
+// readAhead is the query of the events of the sub-batch after the one
+// being applied, sent (by a goroutine of its own, as lib/pq waits for the
+// first row) before that one is applied: the master runs it (finds and
+// sorts the events) while the slave applies, and its rows wait on the
+// connection until they are read. Its statement's snapshot is held from one
+// sub-batch's start to the next one's end.
+type readAhead struct {
+	summary *rangeSummary // the range it belongs to
+	cut     txKey         // the sub-batch starts after this transaction
+	done    chan struct{} // closed once rows or err is set
+	rows    *sql.Rows
+	err     error
+}
+
+// readAhead starts the query of the events of txs, the sub-batch after cut.
+func (w *worker) readAhead(ctx context.Context, cut txKey, txs []txSummary) *readAhead {
+	a := &readAhead{summary: w.summary, cut: cut, done: make(chan struct{})}
+	query := w.eventsQuery(txs)
+	go func() {
+		defer close(a.done)
+		a.rows, a.err = query(ctx)
+	}()
+	return a
+}
+
+// dropReadAhead waits for the query read ahead, if any, and closes it.
+func (w *worker) dropReadAhead() {
+	if a := w.ahead; a != nil {
+		w.ahead = nil
+		<-a.done
+		if a.err == nil {
+			_ = a.rows.Close()
+		}
+	}
+}
+
+// queryEvents sends the query of the events of transactions txs.
+func (w *worker) queryEvents(ctx context.Context, txs []txSummary) (*sql.Rows, error) {
+	return w.eventsQuery(txs)(ctx)
+}
+
+// eventsQuery returns the query of the events of transactions txs, which
+// reads nothing of the worker's when it runs.
+func (w *worker) eventsQuery(txs []txSummary) func(context.Context) (*sql.Rows, error) {
+	txids := make([]string, 0, len(txs))
+	for _, t := range txs {
+		txids = append(txids, strconv.FormatUint(t.key.txid, 10))
+	}
+	db, slave, forward, master := w.r.master, w.slave.Name, w.forward, w.r.opts.Master.Name
+	return func(ctx context.Context) (*sql.Rows, error) {
+		rows, err := db.QueryContext(ctx, sqlEventsOf, pq.Array(txids), slave, forward, aloneBytes)
+		if err != nil {
+			return nil, fmt.Errorf("read events: master %s: %w", master, err)
+		}
+		return rows, nil
+	}
 }
 
 // positionArgs are a position's values for sqlUpdatePosition ($6...$9).

@@ -95,6 +95,11 @@ type worker struct {
 	seqs seqSync
 	// summary lists the transactions of the range under way, if any.
 	summary *rangeSummary
+	// ahead: the next sub-batch's events, queried in advance.
+	ahead *readAhead
+	// rangeFirst: the first cycle after connect applies what is new as a
+	// range, in sub-batches (beginRange).
+	rangeFirst bool
 	// slaveCaptures: the slave is itself a master (log triggers), whose
 	// own daemon is told of each applied batch after its commit.
 	slaveCaptures bool
@@ -124,6 +129,9 @@ type worker struct {
 	// (conflict.go).
 	conflicts []*ConflictError
 	skips     map[string]bool
+
+	// tm: where the batch under way spends its time (debug log).
+	tm batchTimes
 
 	// exact applies one statement per event, without joining events: set
 	// to apply again a batch whose joined statement conflicted or failed, so
@@ -242,6 +250,7 @@ func (w *worker) step(ctx context.Context) error {
 		return err
 	}
 	began := time.Now()
+	w.tm = batchTimes{start: began}
 	n, err := w.cycle(ctx)
 	if err != nil {
 		return err
@@ -456,6 +465,7 @@ func (w *worker) connect(ctx context.Context) error {
 	}
 	w.lastAdvance = time.Now()
 	w.notOK, w.advanceNow = nil, false
+	w.rangeFirst = true
 	w.log.Info("connected", keyBatch, w.pos.batch, "two_phase", w.slave.TwoPhase, "replica_role", replicaRole)
 	return nil
 }
@@ -616,6 +626,7 @@ func (w *worker) alert(prev, state string, err error) {
 func (w *worker) shutdown() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
+	w.dropReadAhead()
 	if err := w.flushAck(ctx); err != nil {
 		w.log.Debug("acknowledge the last batch", keyError, err)
 	}
