@@ -59,7 +59,9 @@ type chunk struct {
 	rows rowRun
 	// group: events are held and grouped by table before they are added
 	// (group.go).
-	group        bool
+	group bool
+	// async: a full chunk is sent while the next one is built (flight.go).
+	async        bool
 	pending      []event
 	pendingBytes int
 }
@@ -292,7 +294,8 @@ func (w *worker) apply(ctx context.Context, rows eventRows, next position, maxEv
 		began = true
 		return nil
 	}
-	c := chunk{exact: w.exact, group: w.group}
+	c := chunk{exact: w.exact, group: w.group, async: true}
+	defer w.abandon()
 	n := 0
 	var bytes int64
 	w.conflicts = nil
@@ -338,6 +341,9 @@ func (w *worker) apply(ctx context.Context, rows eventRows, next position, maxEv
 		return 0, w.masterErr("read events", err)
 	}
 	rows.Close()
+	if err := w.land(ctx); err != nil {
+		return 0, err
+	}
 	// Nothing for this slave: move its position now and then so that purge
 	// and status follow, but do not write on every poll.
 	if n == 0 && skipped == 0 && !w.advanceNow && next.hi == "" && w.pos.hi == "" && time.Since(w.lastAdvance) < advanceEvery {
@@ -439,6 +445,9 @@ func (w *worker) addEvent(ctx context.Context, c *chunk, e event, big string) er
 	}
 	c.buffer(e)
 	if c.full() {
+		if c.async {
+			return w.sendChunk(ctx, c)
+		}
 		return w.applyChunk(ctx, c)
 	}
 	return nil
@@ -496,6 +505,9 @@ func (w *worker) commit(ctx context.Context, next position, snapTime time.Time) 
 // next statement.
 func (w *worker) applyChunk(ctx context.Context, c *chunk) error {
 	defer since(&w.tm.apply, time.Now())
+	if err := w.land(ctx); err != nil {
+		return err
+	}
 	c.build()
 	c.closeRun()
 	alone := c.alone()
@@ -528,6 +540,12 @@ func (w *worker) applyFrom(ctx context.Context, c *chunk, from int, alone bool) 
 		err = w.conn.QueryRowContext(ctx, sqlApply, pq.Array(c.origins[from:]), pq.Array(c.ops[from:]), pq.Array(c.stmts[from:]), pq.Array(c.nrows[from:])).Scan(&failed, &affected)
 	}
 	since(&w.tm.slave, t)
+	return w.applied(ctx, c, from, failed, affected, err)
+}
+
+// applied turns replica.apply's answer for the chunk's statements from
+// index from on into applyFrom's.
+func (w *worker) applied(ctx context.Context, c *chunk, from, failed int, affected int64, err error) (int, error) {
 	if err != nil {
 		var pe *pq.Error
 		if errors.As(err, &pe) {

@@ -132,6 +132,10 @@ type worker struct {
 
 	// tm: where the batch under way spends its time (debug log).
 	tm batchTimes
+	// flying: the chunk sent to the slave whose answer is not taken yet;
+	// spare: an applied chunk whose buffers the next one reuses (flight.go).
+	flying *flight
+	spare  *chunk
 
 	// exact applies one statement per event, without joining events: set
 	// to apply again a batch whose joined statement conflicted or failed, so
