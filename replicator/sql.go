@@ -81,9 +81,16 @@ SELECT txid, origin, tbl, op, CASE WHEN octet_length(sql) <= $4 THEN sql END, oc
    AND (origin IS NULL OR ($4 AND origin <> $3 AND via IS DISTINCT FROM $3))
  GROUP BY txid`
 	// sqlEventsOf streams the events of the transactions of one sub-batch.
+	// $5 and $6, the least and the greatest of them, say nothing more than
+	// $1 does but keep the plan on the log's index when its statistics
+	// predate the backlog (autovacuum off, or slower than the burst): with
+	// = ANY alone, tens of thousands of rows the last ANALYZE did not see
+	// are read whole, a sequential scan per sub-batch that grows with the
+	// backlog.
 	sqlEventsOf = `SELECT txid::text, origin, tbl, op, CASE WHEN octet_length(sql) <= $4 THEN sql END, octet_length(sql), ctid::text
   FROM replica.replica_log
  WHERE txid = ANY ($1::text[]::xid8[])
+   AND txid BETWEEN $5::text::xid8 AND $6::text::xid8
    AND (origin IS NULL OR ($3 AND origin <> $2 AND via IS DISTINCT FROM $2))
  ORDER BY replica_log.lsn, replica_log.txid`
 	// sqlPurge keeps too the events a table copying to a slave still

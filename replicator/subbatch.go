@@ -266,12 +266,18 @@ func (w *worker) queryEvents(ctx context.Context, txs []txSummary) (*sql.Rows, e
 // reads nothing of the worker's when it runs.
 func (w *worker) eventsQuery(txs []txSummary) func(context.Context) (*sql.Rows, error) {
 	txids := make([]string, 0, len(txs))
-	for _, t := range txs {
+	var least, greatest uint64
+	for i, t := range txs {
 		txids = append(txids, strconv.FormatUint(t.key.txid, 10))
+		if i == 0 || t.key.txid < least {
+			least = t.key.txid
+		}
+		greatest = max(greatest, t.key.txid)
 	}
+	lo, hi := strconv.FormatUint(least, 10), strconv.FormatUint(greatest, 10)
 	db, slave, forward, master := w.r.master, w.slave.Name, w.forward, w.r.opts.Master.Name
 	return func(ctx context.Context) (*sql.Rows, error) {
-		rows, err := db.QueryContext(ctx, sqlEventsOf, pq.Array(txids), slave, forward, aloneBytes)
+		rows, err := db.QueryContext(ctx, sqlEventsOf, pq.Array(txids), slave, forward, aloneBytes, lo, hi)
 		if err != nil {
 			return nil, fmt.Errorf("read events: master %s: %w", master, err)
 		}

@@ -29,5 +29,5 @@ func since(d *time.Duration, t time.Time) time.Time {
 func (b *batchTimes) attrs() []any {
 	ms := func(d time.Duration) string { return d.Round(100 * time.Microsecond).String() }
 	return []any{slog.String("took", ms(time.Since(b.start))), slog.String("summary", ms(b.summary)), slog.String("read", ms(b.read)),
-		slog.String("apply", ms(b.apply)), slog.String("slave", ms(b.slave)), slog.String("fence", ms(b.fence)), slog.String("commit", ms(b.commit))}
+		slog.String("apply", ms(b.apply)), slog.String("slave_apply", ms(b.slave)), slog.String("fence", ms(b.fence)), slog.String("commit", ms(b.commit))}
 }
