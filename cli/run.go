@@ -121,6 +121,7 @@ func replicatorOptions(cfg *config.Config) replicator.Options {
 		Exclude:       cfg.Replicate.Exclude,
 		Sequences:     cfg.Replicate.Sequences,
 		PollInterval:  cfg.Replicate.PollInterval.Duration,
+		BatchInterval: cfg.Replicate.BatchInterval.Duration,
 		PurgeInterval: cfg.Replicate.PurgeInterval.Duration,
 		MaxBackoff:    cfg.Replicate.MaxBackoff.Duration,
 		BatchEvents:   cfg.Replicate.BatchEvents,

@@ -62,6 +62,10 @@ type Replicate struct {
 	Tables       []string `toml:"tables"`
 	Exclude      []string `toml:"exclude"`
 	PollInterval Duration `toml:"poll_interval"`
+	// BatchInterval is the least time between the starts of two batches
+	// while there is work; 0 applies each batch as soon as the last one
+	// is done.
+	BatchInterval Duration `toml:"batch_interval"`
 	// PurgeInterval is how often log rows every slave has passed are deleted.
 	PurgeInterval Duration `toml:"purge_interval"`
 	// MaxBackoff caps the exponential back-off after an outage or an apply error.
@@ -176,6 +180,7 @@ func Defaults() Config {
 		Replicate: Replicate{
 			Tables:        []string{"public.*"},
 			PollInterval:  Duration{Duration: time.Second},
+			BatchInterval: Duration{Duration: 8 * time.Millisecond},
 			PurgeInterval: Duration{Duration: time.Minute},
 			MaxBackoff:    Duration{Duration: 30 * time.Second},
 			BatchEvents:   10000,
@@ -462,6 +467,14 @@ func (c *Config) Validate() []error {
 		}
 	}
 	positive("replicate.poll_interval", c.Replicate.PollInterval)
+	switch d := c.Replicate.BatchInterval; {
+	case d.invalid != "":
+		add("replicate.batch_interval: %s", d.invalid)
+	case d.Duration < 0:
+		add("replicate.batch_interval: must not be negative")
+	case d.Duration > time.Minute:
+		add("replicate.batch_interval: %s is longer than a minute: every change would wait that long", d)
+	}
 	positive("replicate.purge_interval", c.Replicate.PurgeInterval)
 	positive("replicate.max_backoff", c.Replicate.MaxBackoff)
 	if c.Replicate.BatchEvents < 1 {

@@ -45,6 +45,7 @@ name = "lyon"
 dsn = "x"
 [replicate]
 poll_interval = 5
+batch_interval = "-1ms"
 tables = ["orders"]
 sequences = ["public.*", "orders_id_seq"]
 `)
@@ -60,6 +61,7 @@ sequences = ["public.*", "orders_id_seq"]
 		`replicate.tables[0]: "orders" must be schema.table`,
 		`replicate.sequences[1]: "orders_id_seq" must be schema.sequence`,
 		`replicate.poll_interval: 5 is not a duration`,
+		`replicate.batch_interval: must not be negative`,
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not contain %q:\n%v", want, err)

@@ -1,6 +1,7 @@
 package replicator
 
 import (
+	"strconv"
 	"testing"
 	"time"
 
@@ -113,4 +114,37 @@ func TestSteadyStreamSendsNoNotify(t *testing.T) {
 	if n := countUntilMarker(t, e, l, "after"); n != 1 {
 		t.Errorf("the commit to an idle daemon sent %d NOTIFYs, want 1", n)
 	}
+}
+
+// With BatchInterval, a steady stream is applied in at most one batch per
+// interval: the commits of an interval travel together.
+func TestBatchIntervalPacesASteadyStream(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, setup{schema: `CREATE TABLE t (id int PRIMARY KEY, v text);`})
+	e.opts.BatchInterval = 100 * time.Millisecond
+	e.start(nil)
+	waitWaiting(t, e)
+	batch := func() int {
+		n, err := strconv.Atoi(queryString(t, e.slaves[0], `SELECT batch FROM replica.position`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	before := batch()
+	began := time.Now()
+	const commits = 200
+	for i := range commits {
+		e.exec(e.master, `INSERT INTO t VALUES ($1, 'x')`, i)
+		time.Sleep(2 * time.Millisecond)
+	}
+	e.waitConverged(30*time.Second, "t")
+	elapsed := time.Since(began)
+	got := batch() - before
+	// One batch per interval while the stream lasts, and the last one; an
+	// idle daemon's batches (nothing to apply) move no position.
+	if limit := int(elapsed/e.opts.BatchInterval) + 2; got > limit {
+		t.Errorf("%d commits over %s were applied in %d batches, want at most %d (one per %s)", commits, elapsed.Round(time.Millisecond), got, limit, e.opts.BatchInterval)
+	}
+	t.Logf("%d commits over %s: %d batches", commits, elapsed.Round(time.Millisecond), got)
 }

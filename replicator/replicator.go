@@ -45,6 +45,13 @@ type Options struct {
 	CaptureNew bool
 
 	PollInterval time.Duration // upper bound on latency when a NOTIFY is lost
+	// BatchInterval is the least time between the starts of two batches
+	// while there is work (not within a backlog's sub-batches): a worker
+	// that applied a batch sooner waits for the rest, so that a steady
+	// stream of small transactions costs the master one batch's reads per
+	// interval rather than per transaction or two. 0: no wait (the
+	// daemon's configuration defaults to 8ms).
+	BatchInterval time.Duration
 	// BatchEvents and BatchBytes bound a slave transaction: a larger
 	// backlog is applied in sub-batches of whole source transactions.
 	BatchEvents   int64

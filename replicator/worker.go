@@ -270,12 +270,28 @@ func (w *worker) step(ctx context.Context) error {
 				return err
 			}
 		}
+		w.pace(ctx, began)
 		return nil
 	}
 	if err := w.flushAck(ctx); err != nil {
 		return err
 	}
 	return w.idle(ctx)
+}
+
+// pace waits, after a batch that began at began, until BatchInterval has
+// passed since then, unless a backlog is being applied.
+func (w *worker) pace(ctx context.Context, began time.Time) {
+	d := w.r.opts.BatchInterval - time.Since(began)
+	if d <= 0 || w.pos.hi != "" {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
 }
 
 // idle waits for work. A worker that applied events less than lingerFor ago

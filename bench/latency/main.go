@@ -30,6 +30,7 @@
 // out), CONSUMERS ["goreplica_2pc goreplica_1pc native"], POLL [1s]
 // goreplica's poll_interval, DRAIN [5m] how long a phase waits for its rows
 // (and, at least 2m, for the backlog of earlier phases before it starts),
+// BATCH_INTERVAL ["": goreplica's default] the daemons' batch_interval,
 // DAEMON_MASTER_OPTIONS [""] key=value settings appended to the daemon's
 // master DSN (an experiment: "synchronous_commit=off" makes its
 // acknowledgements and flag updates asynchronous).
@@ -113,6 +114,7 @@ func run(ctx context.Context) error {
 		loads = append(loads, load{clients: satClients})
 	}
 	masterOpts := k.String("DAEMON_MASTER_OPTIONS", "")
+	batchInterval := k.String("BATCH_INTERVAL", "")
 	command := k.Command("./bench/latency")
 
 	o := rig.PairOptions{
@@ -123,6 +125,7 @@ func run(ctx context.Context) error {
 		// An experiment knob: settings for the daemon's master sessions,
 		// e.g. DAEMON_MASTER_OPTIONS=synchronous_commit=off.
 		MasterDSNOptions: masterOpts,
+		BatchInterval:    batchInterval,
 	}
 	for _, c := range consumers {
 		switch c {

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -93,8 +94,19 @@ func (r *daemonRig) prepare(ctx context.Context, wl string, tableRows int) error
 }
 
 // start runs the daemon on CPU 1 and waits until it idles (waiting = true).
-func (r *daemonRig) start(ctx context.Context, master *sql.DB) error {
-	d, err := rig.StartDaemon(r.bin, r.cfg, filepath.Join(r.dir, "daemon.log"))
+func (r *daemonRig) start(ctx context.Context, master *sql.DB, interval string) error {
+	cfg := r.cfg
+	if interval != "" {
+		text, err := os.ReadFile(r.cfg)
+		if err != nil {
+			return err
+		}
+		cfg = filepath.Join(r.dir, "bench-"+interval+".toml")
+		if err := os.WriteFile(cfg, append(text, fmt.Sprintf("batch_interval = %q\n", interval)...), 0o600); err != nil {
+			return err
+		}
+	}
+	d, err := rig.StartDaemon(r.bin, cfg, filepath.Join(r.dir, "daemon.log"))
 	if err != nil {
 		return err
 	}
@@ -151,6 +163,19 @@ func cpuSince(before, after map[int]time.Duration) float64 {
 		t += a - before[pid]
 	}
 	return float64(t) / float64(time.Millisecond)
+}
+
+// isDaemon reports whether variant v runs the daemon: goreplica_daemon,
+// with goreplica's default batch_interval, or goreplica_daemon@INTERVAL
+// with batch_interval = INTERVAL (e.g. goreplica_daemon@0s).
+func isDaemon(v string) bool {
+	return v == "goreplica_daemon" || strings.HasPrefix(v, "goreplica_daemon@")
+}
+
+// daemonInterval is variant v's batch_interval, "" for the default.
+func daemonInterval(v string) string {
+	_, after, _ := strings.Cut(v, "@")
+	return after
 }
 
 // batch is the last batch the daemon acknowledged on the master.

@@ -24,6 +24,8 @@
 // for a WAL flush: hundreds to a few thousand tps here), TABLE_ROWS [100000]
 // rows of the update workload's table, RUNS [3], CLIENTS ["1 8"],
 // SYNC ["on off"], WORKLOADS ["insert update"], VARIANTS [all five],
+// (goreplica_daemon@INTERVAL runs the daemon with batch_interval = INTERVAL,
+// e.g. goreplica_daemon@0s beside goreplica_daemon's default),
 // PIN [auto: with 1 client the server and pgbench run on CPU 0; split: at
 // every client count; none]. With PIN auto or split the slave server and
 // the daemon of goreplica_daemon run on CPU 1.
@@ -114,7 +116,7 @@ func run(ctx context.Context) error {
 	if err := b.setup(ctx, string(triggerSQL)); err != nil {
 		return err
 	}
-	if slices.Contains(cfg.variants, "goreplica_daemon") {
+	if slices.ContainsFunc(cfg.variants, isDaemon) {
 		if b.daemon, err = startDaemonRig(ctx, s); err != nil {
 			return err
 		}
@@ -238,13 +240,13 @@ func (b *bench) once(ctx context.Context, wl, sync, v string, clients int, pinCP
 		b.filled = false
 	}
 	reset = append(reset, `VACUUM ANALYZE test`, `VACUUM ANALYZE replica.replica_log`, `CHECKPOINT`)
-	switch v {
-	case "none":
-	case "goreplica", "goreplica_daemon":
+	switch {
+	case v == "none":
+	case v == "goreplica" || isDaemon(v):
 		reset = append(reset, `SELECT replica.capture('test')`)
-	case "goreplica_notify":
+	case v == "goreplica_notify":
 		reset = append(reset, `SELECT replica.capture('test')`, `UPDATE replica.slaves SET waiting = true`)
-	case "pgq_sqltriga":
+	case v == "pgq_sqltriga":
 		reset = append(reset, `CREATE TRIGGER bench_pgq AFTER INSERT OR UPDATE OR DELETE ON test FOR EACH ROW EXECUTE FUNCTION pgq.sqltriga('bench')`)
 	default:
 		if _, ok := probes[v]; !ok {
@@ -275,11 +277,11 @@ func (b *bench) once(ctx context.Context, wl, sync, v string, clients int, pinCP
 		Vars:         map[string]string{"rows": fmt.Sprint(b.cfg.tableRows)},
 		Sync:         sync, PinCPU: pinCPU,
 	}
-	if v == "goreplica_daemon" {
+	if isDaemon(v) {
 		if err := b.daemon.prepare(ctx, wl, b.cfg.tableRows); err != nil {
 			return smp, err
 		}
-		if err := b.daemon.start(ctx, b.db); err != nil {
+		if err := b.daemon.start(ctx, b.db, daemonInterval(v)); err != nil {
 			return smp, err
 		}
 	}
@@ -289,7 +291,7 @@ func (b *bench) once(ctx context.Context, wl, sync, v string, clients int, pinCP
 	}
 	var batch0 int64
 	var cpu0 map[int]time.Duration
-	if v == "goreplica_daemon" {
+	if isDaemon(v) {
 		if batch0, err = b.daemon.batch(ctx, b.db); err != nil {
 			return smp, err
 		}
@@ -305,7 +307,7 @@ func (b *bench) once(ctx context.Context, wl, sync, v string, clients int, pinCP
 	if err != nil {
 		return smp, err
 	}
-	if v == "goreplica_daemon" {
+	if isDaemon(v) {
 		cpu1, err := b.daemon.masterCPU(ctx, b.db)
 		if err != nil {
 			return smp, err
@@ -338,13 +340,13 @@ func (b *bench) once(ctx context.Context, wl, sync, v string, clients int, pinCP
 
 // targets from DESIGN.md, as time with trigger / time without.
 func target(v, sync string, clients int) string {
-	if v != "goreplica" && v != "goreplica_daemon" && v != "goreplica_notify" {
+	if v != "goreplica" && !isDaemon(v) && v != "goreplica_notify" {
 		return ""
 	}
 	if sync == "off" {
 		return "<=1.2x pgq"
 	}
-	if v == "goreplica_daemon" { // issue 8
+	if isDaemon(v) { // issue 8
 		if clients == 1 {
 			return "<=1.25x, <=1.1x goreplica"
 		}
@@ -371,7 +373,7 @@ func (b *bench) print() {
 		tps[k] = append(tps[k], s.tps)
 		logged[k] = s.logged
 		notifies[k] = append(notifies[k], fmt.Sprint(s.notifies))
-		if s.variant == "goreplica_daemon" {
+		if isDaemon(s.variant) {
 			batches[k] = append(batches[k], fmt.Sprint(s.batches))
 			masterCPU[k] = append(masterCPU[k], fmt.Sprintf("%.0f", s.masterMS))
 		}

@@ -36,6 +36,8 @@ type Config struct {
 	SlaveDSN  string
 	TwoPhase  bool
 	Poll      time.Duration
+	// BatchInterval is written as batch_interval when set ("0s", "10ms").
+	BatchInterval string
 }
 
 // Write writes the configuration as TOML to path.
@@ -60,6 +62,9 @@ purge_interval = "1m"
 max_backoff = "1s"
 copy = "skip"
 `, c.MasterDSN, c.Slave, c.SlaveDSN, c.TwoPhase, poll.String())
+	if c.BatchInterval != "" {
+		text += fmt.Sprintf("batch_interval = %q\n", c.BatchInterval)
+	}
 	return os.WriteFile(path, []byte(text), 0o600)
 }
 

@@ -40,6 +40,8 @@ type PairOptions struct {
 	// configurations (not of the benchmark's own connections), such as
 	// "synchronous_commit=off": lib/pq sends unknown keys as settings.
 	MasterDSNOptions string
+	// BatchInterval is the configurations' batch_interval ("": the default).
+	BatchInterval string
 }
 
 // Pair is a master server and a slave server on this machine: table test on
@@ -127,7 +129,7 @@ func StartPair(ctx context.Context, o PairOptions) (_ *Pair, err error) {
 		if o.MasterDSNOptions != "" {
 			mdsn += " " + o.MasterDSNOptions
 		}
-		c := Config{MasterDSN: mdsn, Slave: s.Name, SlaveDSN: p.Slave.DSN(s.Name), TwoPhase: s.TwoPhase, Poll: o.Poll}
+		c := Config{MasterDSN: mdsn, Slave: s.Name, SlaveDSN: p.Slave.DSN(s.Name), TwoPhase: s.TwoPhase, Poll: o.Poll, BatchInterval: o.BatchInterval}
 		if err := c.Write(s.Config); err != nil {
 			return nil, err
 		}
