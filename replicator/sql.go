@@ -10,9 +10,12 @@ const (
 
 	// Master: registration and acknowledgements.
 	sqlRegistration = `SELECT acked_snapshot::text, acked_batch, snapshot_time, forward FROM replica.slaves WHERE name = $1`
-	sqlAck          = `UPDATE replica.slaves
+	// sqlAck leaves the state alone: setState writes it. An acknowledgement
+	// sent late (at the next connect, ackSoon) must not make a slave stopped
+	// on a conflict since look running.
+	sqlAck = `UPDATE replica.slaves
    SET acked_snapshot = $2::pg_snapshot, acked_batch = $3, snapshot_time = $4,
-       acked_at = now(), seen_at = now(), state = 'running', last_error = NULL
+       acked_at = now(), seen_at = now()
  WHERE name = $1 AND acked_batch < $3`
 	sqlSetState = `UPDATE replica.slaves
    SET state = $2, last_error = nullif($3, ''),
