@@ -433,6 +433,7 @@ func TestCompareLockStaysShortWithSlowSlave(t *testing.T) {
 	const sqlLocked = `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE relation = 'public.t'::regclass AND mode = 'ShareLock' AND granted)`
 	release := make(chan struct{})
 	var slowed, stillLocked atomic.Int64
+	var sawLock atomic.Bool
 	locked := func() bool { // called by the worker: no t.Fatal there
 		var b bool
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -440,10 +441,19 @@ func TestCompareLockStaysShortWithSlowSlave(t *testing.T) {
 		return e.master.QueryRowContext(ctx, sqlLocked).Scan(&b) == nil && b
 	}
 	e.start(func(slave, step string) error {
-		if step != "before-commit" || !locked() {
+		if step != "before-commit" {
 			return nil
 		}
-		// A batch applied under compare's lock: take long.
+		// From the first batch applied under compare's lock on, every
+		// batch takes long: the slave never catches up, whenever compare
+		// takes its lock (a fast daemon could otherwise apply everything
+		// between compare's unlocked wait and its lock).
+		if !sawLock.Load() {
+			if !locked() {
+				return nil
+			}
+			sawLock.Store(true)
+		}
 		slowed.Add(1)
 		select {
 		case <-time.After(2 * maxLockHold):
@@ -459,18 +469,50 @@ func TestCompareLockStaysShortWithSlowSlave(t *testing.T) {
 	e.exec(e.master, `INSERT INTO t (v) VALUES ('a')`)
 	e.waitConverged(30*time.Second, "t")
 
+	// A change in flight when compare asks for its lock: the lock waits
+	// for it, and the slave must then apply it under the lock.
+	inFlight, err := e.master.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inFlight.Rollback()
+	if _, err := inFlight.Exec(`INSERT INTO t (v) VALUES ('in flight')`); err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+			var waiting bool
+			if err := e.master.QueryRow(`SELECT EXISTS (SELECT 1 FROM pg_locks WHERE relation = 'public.t'::regclass AND mode = 'ShareLock' AND NOT granted)`).Scan(&waiting); err != nil {
+				t.Error(err)
+				break
+			}
+			if waiting {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Error("compare never asked for its lock")
+				break
+			}
+		}
+		if err := inFlight.Commit(); err != nil {
+			t.Error(err)
+		}
+		// And changes after it, for compare's later attempts.
 		for ctx.Err() == nil {
 			_, _ = e.master.ExecContext(ctx, `INSERT INTO t (v) VALUES ('w')`)
 			time.Sleep(5 * time.Millisecond)
 		}
 	}()
-	res, err := Compare(context.Background(), e.opts, CompareOptions{CatchUpTimeout: 3 * maxLockHold})
-	cancel()
+	var res []TableComparison
+	go func() {
+		defer wg.Done()
+		defer cancel()
+		res, err = Compare(context.Background(), e.opts, CompareOptions{CatchUpTimeout: 3 * maxLockHold})
+	}()
 	wg.Wait()
 	if err != nil || len(res) != 1 {
 		t.Fatalf("compare: %+v %v", res, err)
