@@ -10,12 +10,14 @@ const (
 
 	// Master: registration and acknowledgements.
 	sqlRegistration = `SELECT acked_snapshot::text, acked_batch, snapshot_time, forward FROM replica.slaves WHERE name = $1`
-	// sqlAck leaves the state alone: setState writes it. An acknowledgement
-	// sent late (at the next connect, ackSoon) must not make a slave stopped
-	// on a conflict since look running.
+	// sqlAck also writes the worker's own state and error ($5, $6): the
+	// applying process's word replaces what another wrote there (a second
+	// daemon refused the slave's lease), and an acknowledgement sent late
+	// (at the next connect, ackSoon) does not make a slave stopped on a
+	// conflict look running.
 	sqlAck = `UPDATE replica.slaves
    SET acked_snapshot = $2::pg_snapshot, acked_batch = $3, snapshot_time = $4,
-       acked_at = now(), seen_at = now()
+       acked_at = now(), seen_at = now(), state = $5, last_error = nullif($6, '')
  WHERE name = $1 AND acked_batch < $3`
 	sqlSetState = `UPDATE replica.slaves
    SET state = $2, last_error = nullif($3, ''),

@@ -532,7 +532,11 @@ const ackEvery = 100 * time.Millisecond
 
 // ack records on the master the position a slave has applied.
 func (w *worker) ack(ctx context.Context, p position, snapTime time.Time) error {
-	if _, err := w.r.master.ExecContext(ctx, sqlAck, w.slave.Name, p.snapshot, p.batch, snapTime); err != nil {
+	state := w.state
+	if state == "" {
+		state = StateRunning // a process that has not applied anything yet
+	}
+	if _, err := w.r.master.ExecContext(ctx, sqlAck, w.slave.Name, p.snapshot, p.batch, snapTime, state, w.lastErr); err != nil {
 		return w.masterErr("acknowledge batch", err)
 	}
 	w.ackedAt, w.unacked = time.Now(), false
