@@ -14,7 +14,7 @@ import (
 // Each of them wrote its commit or abort record before the WAL insert
 // position read after the snapshot was taken (position.walPos), so the
 // batch is safe once the master's flush position has passed it. Where the
-// application commits synchronously that is nearly always so by the time
+// application commits synchronously that is usually so by the time
 // the batch is applied: a fence is then one cheap read (sqlFlushed), or none
 // when a flush position seen before already covers it. Otherwise (commits
 // with synchronous_commit = off, the daemon's own bookkeeping among them,
