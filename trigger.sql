@@ -265,7 +265,7 @@ DECLARE
   vals    text[] := '{}';
   args    text[] := '{}';
   oldkey  text[] := '{}';
-  upd     text := '';
+  upd     text[] := '{}';  -- per column: its SET item when it changed, else NULL
   ident   boolean := false;
   -- Output settings a column's rendering depends on (see below).
   pin_ds  boolean := false;  -- DateStyle
@@ -273,6 +273,7 @@ DECLARE
   pin_fd  boolean := false;  -- extra_float_digits
   pin_mo  boolean := false;  -- lc_monetary
   st      record;
+  tests   text[] := '{}';
   pin     text := '';
   unpin   text := '';
   sets    text := '';
@@ -306,29 +307,32 @@ BEGIN
     cols := cols || CASE WHEN cols = '' THEN '' ELSE ', ' END || format('%I', col.attname);
     vals := vals || '%L'::text;
     args := args || ('NEW.' || f);
+    -- The SET list of an UPDATE is one expression: the array of one CASE
+    -- per column, NULL when the column did not change, joined by
+    -- array_to_string (which skips NULLs). One expression costs PL/pgSQL
+    -- less than a statement per column.
     IF col.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype, 'oid'::regtype, 'bool'::regtype,
                         'uuid'::regtype, 'date'::regtype, 'timestamp'::regtype, 'timestamptz'::regtype,
                         'bytea'::regtype) THEN
       -- Built-in types whose equality is the identity of their text output;
-      -- IS DISTINCT FROM spelled out (it would look = up by name), in
-      -- parentheses (PL/pgSQL's IF ends at the first THEN outside them).
-      upd := upd || format(E'\n    IF (CASE WHEN NEW.%1$s IS NULL THEN OLD.%1$s IS NOT NULL WHEN OLD.%1$s IS NULL THEN true'
-                           ' ELSE NEW.%1$s OPERATOR(pg_catalog.<>) OLD.%1$s END) THEN'
-                           ' s := s OPERATOR(pg_catalog.||) %2$L OPERATOR(pg_catalog.||) pg_catalog.format(''%%L'', NEW.%1$s); END IF;',
-                           f, format(', %I = ', col.attname));
+      -- IS DISTINCT FROM spelled out (it would look = up by name).
+      upd := upd || format(E'CASE WHEN (CASE WHEN NEW.%1$s IS NULL THEN OLD.%1$s IS NOT NULL WHEN OLD.%1$s IS NULL THEN true'
+                           ' ELSE NEW.%1$s OPERATOR(pg_catalog.<>) OLD.%1$s END)'
+                           ' THEN %2$L OPERATOR(pg_catalog.||) pg_catalog.format(''%%L'', NEW.%1$s) END',
+                           f, format('%I = ', col.attname));
     ELSIF col.atttypid IN ('text'::regtype, 'varchar'::regtype) THEN
-      upd := upd || format(E'\n    IF (CASE WHEN NEW.%1$s IS NULL THEN OLD.%1$s IS NOT NULL WHEN OLD.%1$s IS NULL THEN true'
-                           ' ELSE NEW.%1$s COLLATE pg_catalog."C" OPERATOR(pg_catalog.<>) OLD.%1$s COLLATE pg_catalog."C" END) THEN'
-                           ' s := s OPERATOR(pg_catalog.||) %2$L OPERATOR(pg_catalog.||) pg_catalog.format(''%%L'', NEW.%1$s); END IF;',
-                           f, format(', %I = ', col.attname));
+      upd := upd || format(E'CASE WHEN (CASE WHEN NEW.%1$s IS NULL THEN OLD.%1$s IS NOT NULL WHEN OLD.%1$s IS NULL THEN true'
+                           ' ELSE NEW.%1$s COLLATE pg_catalog."C" OPERATOR(pg_catalog.<>) OLD.%1$s COLLATE pg_catalog."C" END)'
+                           ' THEN %2$L OPERATOR(pg_catalog.||) pg_catalog.format(''%%L'', NEW.%1$s) END',
+                           f, format('%I = ', col.attname));
     ELSE
       -- Compare text renderings: exact for every type (numeric scale, -0,
       -- json) and defined for types without an equality operator. Byte by
       -- byte: the rendering of a column with a nondeterministic collation
       -- (char(3) or text[] COLLATE a case-insensitive one) carries it.
-      upd := upd || format(E'\n    v := pg_catalog.format(''%%L'', NEW.%1$s);\n'
-                           '    IF v COLLATE pg_catalog."C" OPERATOR(pg_catalog.<>) pg_catalog.format(''%%L'', OLD.%1$s) THEN s := s OPERATOR(pg_catalog.||) %2$L OPERATOR(pg_catalog.||) v; END IF;',
-                           f, format(', %I = ', col.attname));
+      upd := upd || format(E'CASE WHEN pg_catalog.format(''%%L'', NEW.%1$s) COLLATE pg_catalog."C" OPERATOR(pg_catalog.<>) pg_catalog.format(''%%L'', OLD.%1$s)'
+                           ' THEN %2$L OPERATOR(pg_catalog.||) pg_catalog.format(''%%L'', NEW.%1$s) END',
+                           f, format('%I = ', col.attname));
     END IF;
     IF col.attidentity = 'a' THEN ident := true; END IF;
     -- The settings each column's text output depends on. Dates and times
@@ -372,14 +376,19 @@ BEGIN
      WHERE needed
   LOOP
     f := format('pg_catalog.current_setting(%L)', st.name);
-    pin := pin || format(E'\n  IF %s THEN\n    was := was OPERATOR(pg_catalog.||) ARRAY[%L, %s];'
-                         || E'\n    PERFORM pg_catalog.set_config(%L, %L, true);\n  END IF;',
+    tests := tests || format(st.test, f);
+    pin := pin || format(E'\n    IF %s THEN\n      was := was OPERATOR(pg_catalog.||) ARRAY[%L, %s];'
+                         || E'\n      v := pg_catalog.set_config(%L, %L, true);\n    END IF;',
                          format(st.test, f), st.name, f, st.name, st.value);
   END LOOP;
   IF pin <> '' THEN
+    -- One test on the usual path (every setting already prints the
+    -- column as a slave reads it), the settings one by one only when
+    -- it fails.
+    pin := E'\n  IF ' || array_to_string(tests, E'\n     OR ') || ' THEN' || pin || E'\n  END IF;';
     unpin := E'\n  IF was IS NOT NULL THEN'
           || E'\n    FOR i IN 1 .. pg_catalog.array_length(was, 1) BY 2 LOOP'
-          || E'\n      PERFORM pg_catalog.set_config(was[i], was[i OPERATOR(pg_catalog.+) 1], true);'
+          || E'\n      v := pg_catalog.set_config(was[i], was[i OPERATOR(pg_catalog.+) 1], true);'
           || E'\n    END LOOP;'
           || E'\n  END IF;';
   END IF;
@@ -410,38 +419,45 @@ BEGIN
     sets := E'\nSET search_path = pg_catalog, pg_temp' || sets;
   END IF;
 
+  -- The function's body costs PL/pgSQL per expression and per statement,
+  -- and a single-row transaction pays the set-up of each expression it
+  -- evaluates once more (plpgsql prepares them once per transaction): the
+  -- usual path (a local change, settings at their defaults) evaluates as
+  -- few as it can. A condition that reads a table (EXISTS) is run by the
+  -- executor, so it is only tested inside a cheap one; PERFORM runs the
+  -- executor too, an assignment does not.
   body := format($b$
 -- generated by goreplica for table oid %1$s: do not edit, `goreplica init` regenerates it
 -- It runs with its caller's search_path: every function, operator, type and
 -- collation is named with its schema (see replica.log_function_sql).
 DECLARE
-  s pg_catalog.text := '';
+  s pg_catalog.text;
   v pg_catalog.text;
   o pg_catalog.text := pg_catalog.current_setting('replica.origin', true);
   was pg_catalog.text[];  -- settings set for the rendering: name, value before, ...
 BEGIN
-  IF TG_RELID OPERATOR(pg_catalog.<>) %1$s::pg_catalog.oid THEN
-    RAISE EXCEPTION 'goreplica log function for %% fired on another table', %2$L;
-  END IF;
-  -- coalesce: with o NULL (no origin, the usual case) the condition is false
-  -- without the look-up (NULL AND x needs x).
-  IF coalesce(o, '') OPERATOR(pg_catalog.<>) ''
-     AND NOT EXISTS (SELECT 1 FROM replica.applying WHERE xid OPERATOR(pg_catalog.=) pg_catalog.pg_current_xact_id()) THEN
-    RAISE EXCEPTION 'replica.origin is reserved to goreplica''s apply transactions'
-      USING ERRCODE = 'insufficient_privilege',
-            HINT = 'only goreplica marks changes as coming from another node: RESET replica.origin';
-  END IF;
-%10$s
+  -- With o NULL (no origin, the usual case) the second test is NULL.
+  IF TG_RELID OPERATOR(pg_catalog.<>) %1$s::pg_catalog.oid OR o OPERATOR(pg_catalog.<>) '' THEN
+    IF TG_RELID OPERATOR(pg_catalog.<>) %1$s::pg_catalog.oid THEN
+      RAISE EXCEPTION 'goreplica log function for %% fired on another table', %2$L;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM replica.applying WHERE xid OPERATOR(pg_catalog.=) pg_catalog.pg_current_xact_id()) THEN
+      RAISE EXCEPTION 'replica.origin is reserved to goreplica''s apply transactions'
+        USING ERRCODE = 'insufficient_privilege',
+              HINT = 'only goreplica marks changes as coming from another node: RESET replica.origin';
+    END IF;
+  END IF;%10$s
   IF TG_OP OPERATOR(pg_catalog.=) 'INSERT' THEN
     s := %3$L OPERATOR(pg_catalog.||) %4$s OPERATOR(pg_catalog.||) %5$L;
-  ELSIF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' THEN%6$s
-    IF s OPERATOR(pg_catalog.<>) '' THEN
-      s := %7$L OPERATOR(pg_catalog.||) pg_catalog.substr(s, 3) OPERATOR(pg_catalog.||) ' WHERE ' OPERATOR(pg_catalog.||) %8$s;
+  ELSIF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' THEN
+    s := %6$s;
+    IF s OPERATOR(pg_catalog.=) '' THEN%12$s
+      RETURN NULL;  -- an UPDATE that changed nothing: nothing to repeat
     END IF;
+    s := %7$L OPERATOR(pg_catalog.||) s OPERATOR(pg_catalog.||) ' WHERE ' OPERATOR(pg_catalog.||) %8$s;
   ELSE
     s := %9$L OPERATOR(pg_catalog.||) %8$s;
   END IF;%11$s
-  IF s OPERATOR(pg_catalog.=) '' THEN RETURN NULL; END IF;  -- an UPDATE that changed nothing: nothing to repeat
   INSERT INTO replica.replica_log (lsn, txid, origin, via, tbl, op, sql)
   VALUES (pg_catalog.pg_current_wal_insert_lsn(), pg_catalog.pg_current_xact_id(),
           CASE WHEN o OPERATOR(pg_catalog.<>) '' THEN o END,
@@ -449,15 +465,22 @@ BEGIN
                 AND pg_catalog.current_setting('replica.via', true) OPERATOR(pg_catalog.<>) ''
                THEN pg_catalog.current_setting('replica.via', true) END,
           %2$L, pg_catalog.substr(TG_OP, 1, 1), s);
-  -- An apply transaction (o set) never notifies: PREPARE TRANSACTION refuses
-  -- a transaction that did, and the applying daemon notifies this node's
+  -- NOTIFY if a daemon waits (replica.slaves.waiting), looked up at most
+  -- once per 10 ms tick per session: replica.notify_tick holds the tick
+  -- (centiseconds since 1970) of this session's last look-up, and a daemon
+  -- that sets its flag rescans once every session's tick has passed (see
+  -- notifyTick in replicator/worker.go). A session that forges the setting
+  -- silences only its own wake-ups, which the daemon's poll bounds. An
+  -- apply transaction (o set) never notifies: PREPARE TRANSACTION refuses a
+  -- transaction that did, and the applying daemon notifies this node's
   -- listeners itself once it has committed.
   IF (o IS NULL OR o OPERATOR(pg_catalog.=) '')
-     AND coalesce(pg_catalog.current_setting('replica.notified', true), '')
-         OPERATOR(pg_catalog.<>) pg_catalog.pg_current_xact_id()::pg_catalog.text THEN
-    PERFORM pg_catalog.set_config('replica.notified', pg_catalog.pg_current_xact_id()::pg_catalog.text, true);
+     AND coalesce(pg_catalog.current_setting('replica.notify_tick', true), '') OPERATOR(pg_catalog.<>)
+         CAST(CAST(pg_catalog.date_part('epoch', pg_catalog.clock_timestamp()) OPERATOR(pg_catalog.*) 100 AS pg_catalog.int8) AS pg_catalog.text) THEN
+    v := pg_catalog.set_config('replica.notify_tick',
+           CAST(CAST(pg_catalog.date_part('epoch', pg_catalog.clock_timestamp()) OPERATOR(pg_catalog.*) 100 AS pg_catalog.int8) AS pg_catalog.text), false);
     IF EXISTS (SELECT 1 FROM replica.slaves WHERE waiting) THEN
-      PERFORM pg_catalog.pg_notify('goreplica', '');
+      v := pg_catalog.pg_notify('goreplica', '');
     END IF;
   END IF;
   RETURN NULL;
@@ -468,10 +491,11 @@ $b$,
       || CASE WHEN ident THEN ' OVERRIDING SYSTEM VALUE' ELSE '' END || ' VALUES (',
     replica.format_expr(vals, args, ', '),
     ') ON CONFLICT (' || (SELECT string_agg(format('%I', c), ', ') FROM unnest(key.cols) c) || ') DO NOTHING',
-    upd, 'UPDATE ONLY ' || qrel || ' SET ',
+    E'pg_catalog.array_to_string(ARRAY[\n      ' || array_to_string(upd, E',\n      ') || E'], \', \')',
+    'UPDATE ONLY ' || qrel || ' SET ',
     replica.format_expr(key.pieces, oldkey, ' AND '),
     'DELETE FROM ONLY ' || qrel || ' WHERE ',
-    pin, unpin);
+    pin, unpin, replace(unpin, E'\n', E'\n    '));
   RETURN format(E'CREATE OR REPLACE FUNCTION %s() RETURNS trigger\nLANGUAGE plpgsql SECURITY DEFINER%s\nAS %L',
                 fname, sets, body);
 END
@@ -519,8 +543,10 @@ BEGIN
   -- An apply transaction (o set) never notifies: PREPARE TRANSACTION refuses
   -- a transaction that did, and the applying daemon notifies this node's
   -- listeners itself once it has committed.
-  IF coalesce(o, '') = '' AND current_setting('replica.notified', true) IS DISTINCT FROM pg_current_xact_id()::text THEN
-    PERFORM set_config('replica.notified', pg_current_xact_id()::text, true);
+  -- The look-up of waiting daemons as in the log functions (replica.notify_tick).
+  IF coalesce(o, '') = ''
+     AND coalesce(current_setting('replica.notify_tick', true), '') <> (date_part('epoch', clock_timestamp()) * 100)::int8::text THEN
+    PERFORM set_config('replica.notify_tick', (date_part('epoch', clock_timestamp()) * 100)::int8::text, false);
     IF EXISTS (SELECT 1 FROM replica.slaves WHERE waiting) THEN
       PERFORM pg_notify('goreplica', '');
     END IF;
@@ -832,14 +858,16 @@ REVOKE ALL ON replica.removed FROM PUBLIC;
 -- ---------------------------------------------------------------------------
 -- Version 5: log functions without SET search_path (every name in them is
 -- schema-qualified, see replica.log_function_sql), and key literals typed
--- with the type's schema. The log functions of an earlier version are
--- generated again here, as replica.recapture_drifted does for a table whose
--- columns changed.
+-- with the type's schema. Version 6: log functions that evaluate fewer
+-- expressions and statements per change (an UPDATE's SET list is one
+-- expression, the checks of the usual path one test each). The log
+-- functions of an earlier version are generated again here, as
+-- replica.recapture_drifted does for a table whose columns changed.
 DO $v5$
 DECLARE
   t record;
 BEGIN
-  IF (SELECT version FROM replica.version) < 5 THEN
+  IF (SELECT version FROM replica.version) < 6 THEN
     FOR t IN SELECT relid, name FROM replica.tables
               WHERE EXISTS (SELECT 1 FROM pg_class WHERE oid = relid)
     LOOP
@@ -854,5 +882,5 @@ END
 $v5$;
 -- ---------------------------------------------------------------------------
 
-INSERT INTO replica.version (version) VALUES (5)
+INSERT INTO replica.version (version) VALUES (6)
 ON CONFLICT (singleton) DO UPDATE SET version = EXCLUDED.version;

@@ -17,7 +17,7 @@ const minServerVersion = 130000
 
 // schemaVersion is the version trigger.sql installs; it must match the value
 // the file inserts into replica.version.
-const schemaVersion = 5
+const schemaVersion = 6
 
 const (
 	sqlCandidateTables = `SELECT n.nspname, c.relname, c.oid::int8,

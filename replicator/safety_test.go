@@ -334,25 +334,29 @@ func TestOriginAndWakeUpCannotBeForged(t *testing.T) {
 		t.Fatalf("%s changes logged with a forged origin", n)
 	}
 
-	// A session that sets replica.notified still wakes a waiting daemon.
+	// A session that sets replica.notify_tick (the tick of its last look-up
+	// of the waiting flag) to anything but the current tick still wakes a
+	// waiting daemon: junk, a past tick, a far future one.
 	e.exec(e.master, `UPDATE replica.slaves SET waiting = true`)
 	l := pq.NewListener(e.opts.Master.DSN, time.Second, time.Second, nil)
 	defer l.Close()
 	if err := l.Listen("goreplica"); err != nil {
 		t.Fatal(err)
 	}
-	for _, q := range []string{`SET replica.notified = 'y'`, `INSERT INTO t VALUES (3, 'seen')`} {
-		if err := connExec(t, conn, q); err != nil {
-			t.Fatal(err)
+	for i, v := range []string{"y", "100", "99999999999999", ""} {
+		for _, q := range []string{`SET replica.notify_tick = ` + pq.QuoteLiteral(v), fmt.Sprintf(`INSERT INTO t VALUES (%d, 'seen')`, 3+i)} {
+			if err := connExec(t, conn, q); err != nil {
+				t.Fatal(err)
+			}
 		}
-	}
-	select {
-	case n := <-l.Notify:
-		if n == nil {
-			t.Fatal("listener reconnected before the notification")
+		select {
+		case n := <-l.Notify:
+			if n == nil {
+				t.Fatal("listener reconnected before the notification")
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no NOTIFY from a transaction whose session set replica.notify_tick = %q", v)
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("no NOTIFY from a transaction whose session set replica.notified")
 	}
 	e.start(nil)
 	e.waitConverged(30*time.Second, "t")

@@ -254,7 +254,8 @@ func (b *bench) once(ctx context.Context, wl, sync, v string, clients int, pinCP
 		}
 		reset = append(reset, `SELECT replica.capture('test')`)
 	}
-	reset = append([]string{`CREATE INDEX IF NOT EXISTS replica_log_txid ON replica.replica_log (txid)`}, reset...)
+	reset = append([]string{`CREATE INDEX IF NOT EXISTS replica_log_txid ON replica.replica_log (txid)`,
+		`ALTER TABLE replica.replica_log SET LOGGED`}, reset...)
 	if err := rig.Exec(ctx, b.db, reset...); err != nil {
 		return smp, err
 	}
@@ -389,19 +390,21 @@ func (b *bench) print() {
 	fmt.Printf("# transactions per run: %d with synchronous_commit off, %d with it on; update table: %d rows; runs: %d; pinned: %s\n",
 		b.cfg.rows, b.cfg.rowsSyncOn, b.cfg.tableRows, b.cfg.runs, pinned)
 	fmt.Println("# vs none = time with / time without (none's tps / variant's tps); vs goreplica = time with / the no-daemon variant's time; vs pgq = time with / PgQ's time; logged rows: last run")
+	fmt.Println("# paired: the median over repetitions of the ratio within each repetition (the variants of one repetition run one after the other, so a disk or neighbour that slows a whole repetition cancels out)")
 	if b.pgqWhy != "" {
 		fmt.Println("# " + b.pgqWhy)
 	}
 	fmt.Println("# NOTIFYs: transactions of each run that sent a NOTIFY (counted by a listener); batches: the daemon's acknowledged batches during each run;")
 	fmt.Println("# master CPU ms: CPU time of the daemon's sessions on the master during each run (/proc, user + system)")
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "workload\tclients\tsync\tvariant\tmedian tps\truns (tps)\tlogged rows\tNOTIFYs (runs)\tbatches (runs)\tmaster CPU ms (runs)\tvs none\tvs goreplica\tvs pgq\ttarget\t")
+	fmt.Fprintln(tw, "workload\tclients\tsync\tvariant\tmedian tps\truns (tps)\tlogged rows\tNOTIFYs (runs)\tbatches (runs)\tmaster CPU ms (runs)\tvs none\tpaired\tvs goreplica\tpaired\tvs pgq\ttarget\t")
 	for _, wl := range b.cfg.workloads {
 		for _, sync := range b.cfg.syncs {
 			for _, c := range b.cfg.clients {
-				base := rig.Median(tps[key{wl, sync, "none", c}])
+				baseRuns, plainRuns := tps[key{wl, sync, "none", c}], tps[key{wl, sync, "goreplica", c}]
+				base := rig.Median(baseRuns)
 				pgq := rig.Median(tps[key{wl, sync, "pgq_sqltriga", c}])
-				plain := rig.Median(tps[key{wl, sync, "goreplica", c}])
+				plain := rig.Median(plainRuns)
 				for _, v := range b.cfg.variants {
 					k := key{wl, sync, v, c}
 					xs := tps[k]
@@ -414,11 +417,14 @@ func (b *bench) print() {
 						runs = append(runs, fmt.Sprintf("%.0f", x))
 					}
 					vsNone, vsPlain, vsPgq := "-", "-", "-"
+					pairedNone, pairedPlain := "-", "-"
 					if plain > 0 && v != "none" && v != "pgq_sqltriga" {
 						vsPlain = fmt.Sprintf("%.2fx", plain/m)
+						pairedPlain = paired(plainRuns, xs)
 					}
 					if base > 0 {
 						vsNone = fmt.Sprintf("%.2fx", base/m)
+						pairedNone = paired(baseRuns, xs)
 					}
 					if pgq > 0 && v != "none" {
 						vsPgq = fmt.Sprintf("%.2fx", pgq/m)
@@ -427,11 +433,29 @@ func (b *bench) print() {
 					if nb == "" {
 						nb, ms = "-", "-"
 					}
-					fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%.0f\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
-						wl, c, sync, v, m, strings.Join(runs, " "), logged[k], strings.Join(notifies[k], " "), nb, ms, vsNone, vsPlain, vsPgq, target(v, sync, c))
+					fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%.0f\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n",
+						wl, c, sync, v, m, strings.Join(runs, " "), logged[k], strings.Join(notifies[k], " "), nb, ms, vsNone, pairedNone, vsPlain, pairedPlain, vsPgq, target(v, sync, c))
 				}
 			}
 		}
 	}
 	tw.Flush()
+}
+
+// paired returns the median over repetitions of base[i] / xs[i] (time with
+// xs / time with base), or "-" when the runs do not pair up.
+func paired(base, xs []float64) string {
+	if len(base) != len(xs) || len(xs) == 0 {
+		return "-"
+	}
+	var rs []float64
+	for i := range xs {
+		if xs[i] > 0 {
+			rs = append(rs, base[i]/xs[i])
+		}
+	}
+	if len(rs) == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2fx", rig.Median(rs))
 }

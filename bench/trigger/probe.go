@@ -3,10 +3,16 @@ package main
 import (
 	"context"
 	"database/sql"
+	_ "embed"
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/goreplica/goreplica/bench/internal/rig"
 )
+
+//go:embed log_v5.sql
+var logV5 string
 
 // probes are diagnostic variants, not run by default: goreplica's generated
 // log trigger with one ingredient taken away, to see what each one costs
@@ -34,8 +40,8 @@ var probes = map[string]func(context.Context, *sql.DB) error{
 	"probe_nomonetary": func(ctx context.Context, db *sql.DB) error {
 		return alterLogFunction(ctx, db, "RESET lc_monetary")
 	},
-	// Without the once-per-transaction NOTIFY check (the replica.notified
-	// flag and the look-up of waiting slaves).
+	// Without the NOTIFY check (replica.notify_tick and the look-up of
+	// waiting slaves).
 	"probe_noflag": func(ctx context.Context, db *sql.DB) error {
 		def, err := logFunctionDef(ctx, db)
 		if err != nil {
@@ -49,6 +55,61 @@ var probes = map[string]func(context.Context, *sql.DB) error{
 		def = def[:start] + def[start+end+len("END IF;\n  END IF;"):]
 		_, err = db.ExecContext(ctx, def)
 		return err
+	},
+	// Without SECURITY DEFINER (the function runs as the caller, who owns
+	// the benchmark's tables and may write the log).
+	"probe_invoker": func(ctx context.Context, db *sql.DB) error {
+		return alterLogFunction(ctx, db, "SECURITY INVOKER")
+	},
+	// Without the log row: the function renders the statement and returns.
+	"probe_noinsert": func(ctx context.Context, db *sql.DB) error {
+		def, err := logFunctionDef(ctx, db)
+		if err != nil {
+			return err
+		}
+		start := strings.Index(def, "INSERT INTO replica.replica_log")
+		end := strings.Index(def[max(start, 0):], ", s);\n")
+		if start < 0 || end < 0 {
+			return fmt.Errorf("log INSERT not found in the log function")
+		}
+		def = def[:start] + def[start+end+len(", s);\n"):]
+		_, err = db.ExecContext(ctx, def)
+		return err
+	},
+	// With the log UNLOGGED: its rows and index entries write no WAL.
+	"probe_unlogged": func(ctx context.Context, db *sql.DB) error {
+		_, err := db.ExecContext(ctx, `ALTER TABLE replica.replica_log SET UNLOGGED`)
+		return err
+	},
+	// The floor of a PL/pgSQL log trigger: one constant log row, nothing
+	// rendered, no check.
+	"probe_floor": func(ctx context.Context, db *sql.DB) error {
+		f, err := logFunction(ctx, db)
+		if err != nil {
+			return err
+		}
+		_, err = db.ExecContext(ctx, `CREATE OR REPLACE FUNCTION `+f+` RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS $$
+BEGIN
+  INSERT INTO replica.replica_log (lsn, txid, tbl, op, sql)
+  VALUES (pg_catalog.pg_current_wal_insert_lsn(), pg_catalog.pg_current_xact_id(), 'test', 'I', 'x');
+  RETURN NULL;
+END $$`)
+		return err
+	},
+	// The log function as schema version 5 generated it (a statement per
+	// column of an UPDATE, the look-up of waiting daemons once per
+	// transaction, PERFORM), to compare with the current one in one run.
+	"probe_v5": func(ctx context.Context, db *sql.DB) error {
+		var oid string
+		if err := db.QueryRowContext(ctx, `SELECT 'test'::regclass::oid::text`).Scan(&oid); err != nil {
+			return err
+		}
+		// Owned by goreplica_log as replica.capture leaves it: a superuser
+		// owner would skip the privilege checks.
+		return rig.Exec(ctx, db, strings.ReplaceAll(logV5, "{{oid}}", oid),
+			`GRANT CREATE ON SCHEMA replica TO goreplica_log`,
+			`ALTER FUNCTION replica.log_`+oid+`() OWNER TO goreplica_log`,
+			`REVOKE CREATE ON SCHEMA replica FROM goreplica_log`)
 	},
 	// Without the log's index on txid.
 	"probe_noindex": func(ctx context.Context, db *sql.DB) error {
