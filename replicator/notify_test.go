@@ -1,6 +1,7 @@
 package replicator
 
 import (
+	"context"
 	"strconv"
 	"testing"
 	"time"
@@ -147,4 +148,58 @@ func TestBatchIntervalPacesASteadyStream(t *testing.T) {
 		t.Errorf("%d commits over %s were applied in %d batches, want at most %d (one per %s)", commits, elapsed.Round(time.Millisecond), got, limit, e.opts.BatchInterval)
 	}
 	t.Logf("%d commits over %s: %d batches", commits, elapsed.Round(time.Millisecond), got)
+}
+
+// A transaction open while the daemon sets its waiting flag, whose session
+// looked the flag up just before (a log trigger trusts its session's last
+// look-up for one tick of 10 ms, replica.notify_tick), sends no NOTIFY, nor
+// does the next one of the same session within that tick; neither is left
+// for the poll (an hour here). The first was in progress in the snapshot
+// the daemon takes after setting the flag (so it polls until it ends), and
+// a look-up is only cached by a transaction that commits, which the daemon
+// then sees and applies, with what follows it.
+func TestCommitsAroundTheWaitingFlagAreNotLeftForThePoll(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, setup{schema: `CREATE TABLE t (id int PRIMARY KEY, v text);`, poll: time.Hour})
+	e.start(nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	conn, err := e.master.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	waitWaiting(t, e)
+	id := 0
+	for range 10 {
+		// Wake the daemon; it applies this, lingers and sets the flag
+		// again while the transaction below keeps writing.
+		id++
+		if _, err := conn.ExecContext(ctx, `INSERT INTO t VALUES ($1, 'wake')`, id); err != nil {
+			t.Fatal(err)
+		}
+		e.waitConverged(5*time.Second, "t")
+		tx, err := conn.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for {
+			id++
+			if _, err := tx.ExecContext(ctx, `INSERT INTO t VALUES ($1, 'open')`, id); err != nil {
+				t.Fatal(err)
+			}
+			if queryString(t, e.master, `SELECT bool_and(waiting)::text FROM replica.slaves`) == "true" {
+				break
+			}
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		id++
+		if _, err := conn.ExecContext(ctx, `INSERT INTO t VALUES ($1, 'next')`, id); err != nil {
+			t.Fatal(err)
+		}
+		// Well under the hour's poll.
+		e.waitConverged(5*time.Second, "t")
+	}
 }

@@ -320,11 +320,13 @@ func (w *worker) idle(ctx context.Context) error {
 		if err := w.r.master.QueryRowContext(ctx, sqlInProgress, w.idleSnap).Scan(&running); err != nil {
 			return w.masterErr("check running transactions", err)
 		}
-		if running {
-			wait = fastPoll
-		} else {
+		if !running {
+			// They have all ended, perhaps since the last rescan: one
+			// more finds what they committed.
 			w.idleSnap = ""
+			return nil
 		}
+		wait = fastPoll
 	}
 	t := time.NewTimer(wait)
 	defer t.Stop()
@@ -392,6 +394,7 @@ func (w *worker) setWaiting(ctx context.Context, on bool) error {
 // applies to this slave, resolves in-doubt transactions and loads the
 // slave's position.
 func (w *worker) connect(ctx context.Context) error {
+	began := time.Now()
 	var installed bool
 	if err := w.r.master.QueryRowContext(ctx, sqlSchemaExists).Scan(&installed); err != nil {
 		return w.masterErr("connect", err)
@@ -486,7 +489,7 @@ func (w *worker) connect(ctx context.Context) error {
 	w.lastAdvance = time.Now()
 	w.notOK, w.advanceNow = nil, false
 	w.rangeFirst = true
-	w.log.Info("connected", keyBatch, w.pos.batch, "two_phase", w.slave.TwoPhase, "replica_role", replicaRole)
+	w.log.Info("connected", keyBatch, w.pos.batch, "two_phase", w.slave.TwoPhase, "replica_role", replicaRole, "took", time.Since(began).Round(time.Millisecond).String())
 	return nil
 }
 
