@@ -590,7 +590,11 @@ func (p *point) waitDaemon(ctx context.Context, pending int64, deadline time.Tim
 	if err := c.master.QueryRowContext(ctx, sqlSlaveSeen, s.node.Name).Scan(&forward, &state, &silent); err != nil {
 		return c.masterErr("read registration", err)
 	}
-	alive := silent.Valid && time.Duration(silent.Float64*float64(time.Second)) <= staleAfter(c.opts) && state == StateRunning
+	// A daemon that has just started is heard from (its heartbeat) before
+	// its first batch marks the slave running: 'stopped' with a recent
+	// heartbeat is a daemon starting (one that stops clears the heartbeat).
+	alive := silent.Valid && time.Duration(silent.Float64*float64(time.Second)) <= staleAfter(c.opts) &&
+		(state == StateRunning || state == StateStopped)
 	if !alive {
 		return fmt.Errorf("table %s on slave %s: %w: %d of its events are not applied yet and no daemon applies to the slave (state %s): start 'goreplica run', or fix what stops it ('goreplica status')",
 			t.name, s.node.Name, ErrNotCaughtUp, pending, state)

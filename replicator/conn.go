@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/lib/pq"
@@ -213,12 +214,14 @@ func statementPooled(ctx context.Context, db *sql.DB) (bool, error) {
 // transaction). Session and transaction pools in front of a slave are fine.
 // A node that cannot be reached is left out: reaching it is the caller's
 // business.
+//
+// The nodes are checked at once, each on connections of its own (a check
+// is a few connections and round trips: at start-up they add up).
 func CheckPooling(ctx context.Context, opts Options) []error {
-	var problems []error
-	check := func(n Node, master bool) {
+	check := func(n Node, master bool) error {
 		db, err := openDB(n.DSN)
 		if err != nil {
-			return
+			return nil
 		}
 		defer db.Close()
 		what := "slave " + n.Name
@@ -227,25 +230,40 @@ func CheckPooling(ctx context.Context, opts Options) []error {
 		}
 		stmt, err := statementPooled(ctx, db)
 		if err != nil {
-			return
+			return nil
 		}
 		if stmt {
 			if master {
-				problems = append(problems, fmt.Errorf("%s: %w", what, ErrTransactionPooledMaster))
-			} else {
-				problems = append(problems, fmt.Errorf("%s: %w: use pool_mode = session or transaction for it", what, ErrStatementPooling))
+				return fmt.Errorf("%s: %w", what, ErrTransactionPooledMaster)
 			}
-			return
+			return fmt.Errorf("%s: %w: use pool_mode = session or transaction for it", what, ErrStatementPooling)
 		}
 		if master {
 			if pooled, err := transactionPooled(ctx, db); err == nil && pooled {
-				problems = append(problems, fmt.Errorf("%s: %w", what, ErrTransactionPooledMaster))
+				return fmt.Errorf("%s: %w", what, ErrTransactionPooledMaster)
 			}
 		}
+		return nil
 	}
-	check(opts.Master, true)
-	for _, s := range opts.Slaves {
-		check(s, false)
+	found := make([]error, 1+len(opts.Slaves))
+	var wg sync.WaitGroup
+	for i := range found {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if i == 0 {
+				found[i] = check(opts.Master, true)
+			} else {
+				found[i] = check(opts.Slaves[i-1], false)
+			}
+		}()
+	}
+	wg.Wait()
+	var problems []error
+	for _, err := range found {
+		if err != nil {
+			problems = append(problems, err)
+		}
 	}
 	return problems
 }
