@@ -97,6 +97,13 @@ func (c *CLI) daemon(ctx context.Context, cfg *config.Config, logger *slog.Logge
 	logger.Info("goreplica starting", "version", c.Version, "master", cfg.Master.Name,
 		"slaves", strings.Join(slaveNames(cfg), ","), "config", cfg.Path)
 	go func() {
+		// After the workers' first connections (the check opens two of
+		// its own on the master): a start after an outage is waited for.
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(notifyCheckAfter):
+		}
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 		err := l.Check(cctx, cfg.Master.DSN.Reveal(), 5*time.Second)
@@ -112,6 +119,10 @@ func (c *CLI) daemon(ctx context.Context, cfg *config.Config, logger *slog.Logge
 	logger.Info("goreplica stopped")
 	return err
 }
+
+// notifyCheckAfter is how long after its start the daemon checks that
+// notifications from the master arrive.
+const notifyCheckAfter = time.Second
 
 // replicatorOptions translates the configuration for package replicator.
 func replicatorOptions(cfg *config.Config) replicator.Options {

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -115,6 +116,8 @@ type worker struct {
 	ackedAt       time.Time // when the master was last told the slave's position
 	unacked       bool      // the slave's position is ahead of the master's copy (ackSoon)
 	waiting       bool
+	tried         chan struct{} // closed once the first connect has been tried
+	triedOnce     sync.Once
 	busyAt        time.Time // when the worker last applied events (see lingerFor)
 	idleSnap      string    // snapshot taken just after the waiting flag was set
 	idleSince     time.Time // when the waiting flag was set
@@ -173,6 +176,7 @@ func (r *Replicator) newWorker(s Node) (*worker, error) {
 		slaveDB: db,
 		state:   StateStopped,
 		copied:  make(chan struct{}, 1),
+		tried:   make(chan struct{}),
 	}
 	if r.opts.Waker != nil {
 		w.wake = r.opts.Waker.Subscribe()
@@ -189,10 +193,24 @@ func (w *worker) run(ctx context.Context) {
 	defer w.slaveDB.Close()
 	defer w.shutdown()
 	beatCtx, stopBeat := context.WithCancel(ctx)
+	// The heartbeat and the copier start once the first connect has been
+	// tried: the connections they open on the master and the slave would
+	// otherwise be forked beside the worker's own, and a daemon's start
+	// (after an outage, with a backlog) waits for those.
+	afterConnect := func() bool {
+		select {
+		case <-w.tried:
+			return true
+		case <-beatCtx.Done():
+			return false
+		}
+	}
 	beating := make(chan struct{})
 	go func() {
 		defer close(beating)
-		w.beat(beatCtx)
+		if afterConnect() {
+			w.beat(beatCtx)
+		}
 	}()
 	defer func() {
 		stopBeat()
@@ -201,7 +219,9 @@ func (w *worker) run(ctx context.Context) {
 	copying := make(chan struct{})
 	go func() {
 		defer close(copying)
-		w.copier(beatCtx)
+		if afterConnect() {
+			w.copier(beatCtx)
+		}
 	}()
 	defer func() {
 		stopBeat()
@@ -246,7 +266,9 @@ func (w *worker) run(ctx context.Context) {
 // nothing to apply.
 func (w *worker) step(ctx context.Context) error {
 	if w.conn == nil {
-		if err := w.connect(ctx); err != nil {
+		err := w.connect(ctx)
+		w.triedOnce.Do(func() { close(w.tried) })
+		if err != nil {
 			return err
 		}
 	}
@@ -395,6 +417,25 @@ func (w *worker) setWaiting(ctx context.Context, on bool) error {
 // slave's position.
 func (w *worker) connect(ctx context.Context) error {
 	began := time.Now()
+	// The slave's connection is opened while the master is asked (a new
+	// PostgreSQL session costs tens of milliseconds).
+	type opened struct {
+		conn *sql.Conn
+		err  error
+	}
+	slaveConn := make(chan opened, 1)
+	go func() {
+		c, err := w.slaveDB.Conn(ctx)
+		slaveConn <- opened{c, err}
+	}()
+	taken := false
+	defer func() {
+		if !taken {
+			if o := <-slaveConn; o.conn != nil {
+				_ = o.conn.Close()
+			}
+		}
+	}()
 	var installed bool
 	if err := w.r.master.QueryRowContext(ctx, sqlSchemaExists).Scan(&installed); err != nil {
 		return w.masterErr("connect", err)
@@ -420,10 +461,12 @@ func (w *worker) connect(ctx context.Context) error {
 		return w.masterErr("read registration", err)
 	}
 
-	conn, err := w.slaveDB.Conn(ctx)
-	if err != nil {
-		return w.slaveErr("connect", err)
+	o := <-slaveConn
+	taken = true
+	if o.err != nil {
+		return w.slaveErr("connect", o.err)
 	}
+	conn := o.conn
 	w.conn = conn
 	if err := conn.QueryRowContext(ctx, sqlSchemaExists).Scan(&installed); err != nil {
 		return w.slaveErr("connect", err)
