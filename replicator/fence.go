@@ -73,23 +73,20 @@ func (f *fences) sawFlushed(lsn uint64, start time.Time) {
 // visible in p's snapshot, unless another worker's fence already has.
 func (w *worker) fence(ctx context.Context, p position) error {
 	if w.r.fences.covered(p.takenAt, p.walPos) {
+		w.tm.fenced = "covered"
 		return nil
 	}
 	if p.walPos != 0 {
-		var s string
-		start := time.Now()
-		if err := w.r.master.QueryRowContext(ctx, sqlFlushed).Scan(&s); err != nil {
-			return w.masterErr("read the master's flush position", err)
-		}
-		flushed, err := parseLSN(s)
+		passed, err := w.flushPassed(ctx, p.walPos)
 		if err != nil {
-			return w.masterErr("read the master's flush position", err)
+			return err
 		}
-		w.r.fences.sawFlushed(flushed, start)
-		if flushed >= p.walPos {
+		if passed {
+			w.tm.fenced = "flushed"
 			return nil
 		}
 	}
+	w.tm.fenced = "heartbeat"
 	start := time.Now()
 	if _, err := w.r.master.ExecContext(ctx, fmt.Sprintf(sqlFence, pq.QuoteLiteral(w.slave.Name))); err != nil {
 		return w.masterErr("flush the master's log past the batch", err)
@@ -97,4 +94,20 @@ func (w *worker) fence(ctx context.Context, p position) error {
 	w.r.fences.completed(start)
 	w.lastHeartbeat = time.Now()
 	return nil
+}
+
+// flushPassed reads the master's WAL flush position and reports whether it
+// has passed walPos.
+func (w *worker) flushPassed(ctx context.Context, walPos uint64) (bool, error) {
+	var s string
+	start := time.Now()
+	if err := w.r.master.QueryRowContext(ctx, sqlFlushed).Scan(&s); err != nil {
+		return false, w.masterErr("read the master's flush position", err)
+	}
+	flushed, err := parseLSN(s)
+	if err != nil {
+		return false, w.masterErr("read the master's flush position", err)
+	}
+	w.r.fences.sawFlushed(flushed, start)
+	return flushed >= walPos, nil
 }

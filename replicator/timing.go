@@ -14,7 +14,8 @@ type batchTimes struct {
 	read    time.Duration // waiting for the master's events (query and rows)
 	apply   time.Duration // chunks built (grouped, joined) and applied on the slave
 	slave   time.Duration // of which waiting for replica.apply on the slave
-	fence   time.Duration // the master's synchronous heartbeat
+	fence   time.Duration // the master's flush position read, or its synchronous heartbeat
+	fenced  string        // how the fence was passed (see fence)
 	commit  time.Duration // position, PREPARE, ack and COMMIT PREPARED (or COMMIT and ack)
 }
 
@@ -29,5 +30,5 @@ func since(d *time.Duration, t time.Time) time.Time {
 func (b *batchTimes) attrs() []any {
 	ms := func(d time.Duration) string { return d.Round(100 * time.Microsecond).String() }
 	return []any{slog.String("took", ms(time.Since(b.start))), slog.String("summary", ms(b.summary)), slog.String("read", ms(b.read)),
-		slog.String("apply", ms(b.apply)), slog.String("slave_apply", ms(b.slave)), slog.String("fence", ms(b.fence)), slog.String("commit", ms(b.commit))}
+		slog.String("apply", ms(b.apply)), slog.String("slave_apply", ms(b.slave)), slog.String("fence", ms(b.fence)), slog.String("fenced", b.fenced), slog.String("commit", ms(b.commit))}
 }

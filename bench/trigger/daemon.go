@@ -38,10 +38,13 @@ type daemonRig struct {
 	cfg   string
 	dir   string
 	d     *rig.Daemon
+	// logDir keeps each run's daemon log (daemon-N.log) when set.
+	logDir string
+	runs   int
 }
 
-func startDaemonRig(ctx context.Context, master *pgserver.Server) (_ *daemonRig, err error) {
-	r := &daemonRig{}
+func startDaemonRig(ctx context.Context, master *pgserver.Server, logDir string) (_ *daemonRig, err error) {
+	r := &daemonRig{logDir: logDir}
 	defer func() {
 		if err != nil {
 			r.close()
@@ -106,7 +109,12 @@ func (r *daemonRig) start(ctx context.Context, master *sql.DB, interval string) 
 			return err
 		}
 	}
-	d, err := rig.StartDaemon(r.bin, cfg, filepath.Join(r.dir, "daemon.log"))
+	logPath := filepath.Join(r.dir, "daemon.log")
+	if r.logDir != "" {
+		r.runs++
+		logPath = filepath.Join(r.logDir, fmt.Sprintf("daemon-%d.log", r.runs))
+	}
+	d, err := rig.StartDaemon(r.bin, cfg, logPath)
 	if err != nil {
 		return err
 	}

@@ -59,6 +59,7 @@ type config struct {
 	workloads                         []string
 	variants                          []string
 	pin                               string
+	logDir                            string
 	command                           string
 }
 
@@ -84,6 +85,7 @@ func run(ctx context.Context) error {
 		workloads:  strings.Fields(k.String("WORKLOADS", "insert update")),
 		variants:   strings.Fields(k.String("VARIANTS", "none goreplica goreplica_daemon goreplica_notify pgq_sqltriga")),
 		pin:        k.String("PIN", "auto"),
+		logDir:     k.String("LOG_DIR", ""),
 	}
 	cfg.command = k.Command("./bench/trigger")
 	triggerPath, err := rig.RepoFile("trigger.sql")
@@ -117,7 +119,7 @@ func run(ctx context.Context) error {
 		return err
 	}
 	if slices.ContainsFunc(cfg.variants, isDaemon) {
-		if b.daemon, err = startDaemonRig(ctx, s); err != nil {
+		if b.daemon, err = startDaemonRig(ctx, s, cfg.logDir); err != nil {
 			return err
 		}
 		defer b.daemon.close()
