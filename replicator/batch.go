@@ -225,7 +225,11 @@ func (w *worker) cycle(ctx context.Context) (int, error) {
 // The master is read in one statement (sqlRead): its snapshot becomes the
 // slave's next position.
 func (w *worker) batch(ctx context.Context) (int, error) {
-	rows, err := w.r.master.QueryContext(ctx, sqlRead, w.pos.snapshot, w.slave.Name, w.forward, aloneBytes, w.r.opts.BatchEvents+2)
+	read, err := w.r.prepared(ctx, sqlRead)
+	if err != nil {
+		return 0, w.masterErr("read events", err)
+	}
+	rows, err := read.QueryContext(ctx, w.pos.snapshot, w.slave.Name, w.forward, aloneBytes, w.r.opts.BatchEvents+2)
 	if err != nil {
 		return 0, w.masterErr("read events", err)
 	}

@@ -101,7 +101,11 @@ func (w *worker) fence(ctx context.Context, p position) error {
 func (w *worker) flushPassed(ctx context.Context, walPos uint64) (bool, error) {
 	var s string
 	start := time.Now()
-	if err := w.r.master.QueryRowContext(ctx, sqlFlushed).Scan(&s); err != nil {
+	flushedStmt, err := w.r.prepared(ctx, sqlFlushed)
+	if err != nil {
+		return false, w.masterErr("read the master's flush position", err)
+	}
+	if err := flushedStmt.QueryRowContext(ctx).Scan(&s); err != nil {
 		return false, w.masterErr("read the master's flush position", err)
 	}
 	flushed, err := parseLSN(s)
