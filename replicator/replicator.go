@@ -143,13 +143,22 @@ type Replicator struct {
 // one, as for the log's range from the slave's position.
 func (r *Replicator) prepared(ctx context.Context, q string) (*sql.Stmt, error) {
 	r.stmtMu.Lock()
-	defer r.stmtMu.Unlock()
-	if st := r.stmts[q]; st != nil {
+	st := r.stmts[q]
+	r.stmtMu.Unlock()
+	if st != nil {
 		return st, nil
 	}
+	// Prepared without the lock: another worker may wait for a master
+	// that does not answer.
 	st, err := r.master.PrepareContext(ctx, q)
 	if err != nil {
 		return nil, err
+	}
+	r.stmtMu.Lock()
+	defer r.stmtMu.Unlock()
+	if had := r.stmts[q]; had != nil {
+		_ = st.Close()
+		return had, nil
 	}
 	if r.stmts == nil {
 		r.stmts = map[string]*sql.Stmt{}
