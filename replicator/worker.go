@@ -386,8 +386,12 @@ func (w *worker) linger(ctx context.Context, until time.Time) error {
 		if !time.Now().Before(until) {
 			return nil
 		}
+		anyNew, err := w.r.prepared(ctx, sqlAnyNew)
+		if err != nil {
+			return w.masterErr("look for new events", err)
+		}
 		var found bool
-		if err := w.r.master.QueryRowContext(ctx, sqlAnyNew, w.pos.snapshot, w.slave.Name, w.forward).Scan(&found); err != nil {
+		if err := anyNew.QueryRowContext(ctx, w.pos.snapshot, w.slave.Name, w.forward).Scan(&found); err != nil {
 			return w.masterErr("look for new events", err)
 		}
 		if found {
@@ -582,7 +586,11 @@ func (w *worker) ack(ctx context.Context, p position, snapTime time.Time) error 
 	if state == "" {
 		state = StateRunning // a process that has not applied anything yet
 	}
-	if _, err := w.r.master.ExecContext(ctx, sqlAck, w.slave.Name, p.snapshot, p.batch, snapTime, state, w.lastErr); err != nil {
+	ack, err := w.r.prepared(ctx, sqlAck)
+	if err != nil {
+		return w.masterErr("acknowledge batch", err)
+	}
+	if _, err := ack.ExecContext(ctx, w.slave.Name, p.snapshot, p.batch, snapTime, state, w.lastErr); err != nil {
 		return w.masterErr("acknowledge batch", err)
 	}
 	w.ackedAt, w.unacked = time.Now(), false
