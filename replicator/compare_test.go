@@ -238,6 +238,32 @@ func TestCompareUnderWriteLoad(t *testing.T) {
 	t.Logf("%d writes on the master during the compares", writes.Load())
 }
 
+// A daemon that has just started, heard from (its heartbeat) but whose
+// first batch has not committed yet, so that the master still has the
+// slave 'stopped': compare waits for it instead of saying that no daemon
+// applies.
+func TestCompareWaitsForAStartingDaemon(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, setup{schema: `CREATE TABLE t (id int PRIMARY KEY, v text)`})
+	e.exec(e.master, `INSERT INTO t SELECT i, 'a' FROM generate_series(1, 10) i`)
+	release := make(chan struct{})
+	var once sync.Once
+	e.start(func(slave, step string) error {
+		if step == "before-commit" {
+			once.Do(func() { <-release })
+		}
+		return nil
+	})
+	waitFor(t, 30*time.Second, func() string {
+		if got := queryString(t, e.master, `SELECT state || ' ' || (seen_at IS NOT NULL) FROM replica.slaves`); got != "stopped true" {
+			return "daemon not heard from before its first batch: " + got
+		}
+		return ""
+	})
+	time.AfterFunc(2*time.Second, func() { close(release) })
+	e.compareAll(CompareOptions{})
+}
+
 // A slave with events of a table not applied and no daemon: compare says
 // so at once instead of waiting or reporting a false difference.
 func TestCompareWithoutDaemonSaysSo(t *testing.T) {
