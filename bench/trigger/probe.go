@@ -43,18 +43,7 @@ var probes = map[string]func(context.Context, *sql.DB) error{
 	// Without the NOTIFY check (replica.notify_tick and the look-up of
 	// waiting slaves).
 	"probe_noflag": func(ctx context.Context, db *sql.DB) error {
-		def, err := logFunctionDef(ctx, db)
-		if err != nil {
-			return err
-		}
-		start := strings.Index(def, "IF (o IS NULL OR o OPERATOR(pg_catalog.=) '')")
-		end := strings.Index(def[max(start, 0):], "END IF;\n  END IF;")
-		if start < 0 || end < 0 {
-			return fmt.Errorf("NOTIFY block not found in the log function")
-		}
-		def = def[:start] + def[start+end+len("END IF;\n  END IF;"):]
-		_, err = db.ExecContext(ctx, def)
-		return err
+		return cutLogFunction(ctx, db, "the NOTIFY block", "IF (o IS NULL OR o OPERATOR(pg_catalog.=) '')", "END IF;\n  END IF;")
 	},
 	// Without SECURITY DEFINER (the function runs as the caller, who owns
 	// the benchmark's tables and may write the log).
@@ -63,18 +52,7 @@ var probes = map[string]func(context.Context, *sql.DB) error{
 	},
 	// Without the log row: the function renders the statement and returns.
 	"probe_noinsert": func(ctx context.Context, db *sql.DB) error {
-		def, err := logFunctionDef(ctx, db)
-		if err != nil {
-			return err
-		}
-		start := strings.Index(def, "INSERT INTO replica.replica_log")
-		end := strings.Index(def[max(start, 0):], ", s);\n")
-		if start < 0 || end < 0 {
-			return fmt.Errorf("log INSERT not found in the log function")
-		}
-		def = def[:start] + def[start+end+len(", s);\n"):]
-		_, err = db.ExecContext(ctx, def)
-		return err
+		return cutLogFunction(ctx, db, "the log INSERT", "INSERT INTO replica.replica_log", ", s);\n")
 	},
 	// With the log UNLOGGED: its rows and index entries write no WAL.
 	"probe_unlogged": func(ctx context.Context, db *sql.DB) error {
@@ -149,5 +127,22 @@ func alterLogFunction(ctx context.Context, db *sql.DB, action string) error {
 		return err
 	}
 	_, err = db.ExecContext(ctx, "ALTER FUNCTION "+f+" "+action)
+	return err
+}
+
+// cutLogFunction regenerates the log function without the text from the
+// first occurrence of from up to and including the next occurrence of to
+// (what, named in an error when either is missing).
+func cutLogFunction(ctx context.Context, db *sql.DB, what, from, to string) error {
+	def, err := logFunctionDef(ctx, db)
+	if err != nil {
+		return err
+	}
+	start := strings.Index(def, from)
+	end := strings.Index(def[max(start, 0):], to)
+	if start < 0 || end < 0 {
+		return fmt.Errorf("%s not found in the log function", what)
+	}
+	_, err = db.ExecContext(ctx, def[:start]+def[start+end+len(to):])
 	return err
 }
