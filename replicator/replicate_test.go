@@ -713,6 +713,69 @@ func TestPurgeAnalyzesALogWithoutStatistics(t *testing.T) {
 	}
 }
 
+// The daemon's looks for a waiting event (the linger's poll, the lag alert)
+// read the log's index from the slave's position, whatever the planner
+// knows of the log: with EXISTS it read the whole log on each poll, as a
+// first match is expected soon in a sequential scan when matches are
+// thought spread over the pages (new events are at the log's end).
+func TestLogLookupsReadTheIndex(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, setup{schema: `CREATE TABLE t (id int PRIMARY KEY, v text);`})
+	e.exec(e.master, `ALTER TABLE replica.replica_log SET (autovacuum_enabled = off)`)
+	e.exec(e.master, `INSERT INTO t SELECT g, 'x' FROM generate_series(1, 20000) g`)
+	// The slave has applied all of it: nothing is new.
+	e.exec(e.master, `UPDATE replica.slaves SET acked_snapshot = pg_current_snapshot()`)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := e.master.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	explain := func(q string, args ...any) string {
+		t.Helper()
+		rows, err := conn.QueryContext(ctx, "EXPLAIN (COSTS OFF) "+q, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		var plan []string
+		for rows.Next() {
+			var line string
+			if err := rows.Scan(&line); err != nil {
+				t.Fatal(err)
+			}
+			plan = append(plan, line)
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		return strings.Join(plan, "\n")
+	}
+	if _, err := conn.ExecContext(ctx, `PREPARE any_new AS `+sqlAnyNew); err != nil {
+		t.Fatal(err)
+	}
+	snap := queryString(t, e.master, `SELECT acked_snapshot::text FROM replica.slaves WHERE name = 'lyon'`)
+	for _, stats := range []string{"none", "analyzed"} {
+		if stats == "analyzed" {
+			e.exec(e.master, `ANALYZE replica.replica_log`)
+		}
+		for _, mode := range []string{"force_generic_plan", "force_custom_plan"} {
+			if _, err := conn.ExecContext(ctx, `SET plan_cache_mode = `+mode); err != nil {
+				t.Fatal(err)
+			}
+			for name, plan := range map[string]string{
+				"sqlAnyNew": explain(`EXECUTE any_new(` + pq.QuoteLiteral(snap) + `, 'lyon', true)`),
+				"sqlLag":    explain(sqlLag),
+			} {
+				if strings.Contains(plan, "Seq Scan on replica_log") {
+					t.Errorf("%s reads the whole log (statistics: %s, %s):\n%s", name, stats, mode, plan)
+				}
+			}
+		}
+	}
+}
+
 // The log trigger renders values under the settings a slave reads them
 // with, and gives the caller's own back at once: in the same transaction,
 // after it, and at the session level, whether they were set for the session

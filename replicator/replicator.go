@@ -315,11 +315,14 @@ func (r *Replicator) recaptureDrifted(ctx context.Context) error {
 	return rows.Err()
 }
 
+// sqlLag: each slave's lag, 0 when nothing waits for it. The look for a
+// waiting event is sqlAnyNew's (ORDER BY txid keeps it on the log's index).
 const sqlLag = `SELECT s.name,
-       CASE WHEN EXISTS (SELECT 1 FROM replica.replica_log l
-                          WHERE l.txid >= pg_snapshot_xmin(s.acked_snapshot)
-                            AND NOT pg_visible_in_snapshot(l.txid, s.acked_snapshot)
-                            AND (l.origin IS NULL OR (s.forward AND l.origin <> s.name AND l.via IS DISTINCT FROM s.name)))
+       CASE WHEN (SELECT l.txid FROM replica.replica_log l
+                   WHERE l.txid >= pg_snapshot_xmin(s.acked_snapshot)
+                     AND NOT pg_visible_in_snapshot(l.txid, s.acked_snapshot)
+                     AND (l.origin IS NULL OR (s.forward AND l.origin <> s.name AND l.via IS DISTINCT FROM s.name))
+                   ORDER BY l.txid LIMIT 1) IS NOT NULL
             THEN extract(epoch FROM now() - s.snapshot_time)::float8 ELSE 0 END
   FROM replica.slaves s`
 

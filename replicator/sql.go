@@ -38,11 +38,16 @@ const (
 	// anything now: a committed event (the query's own snapshot sees only
 	// those) that the slave's position does not count as applied, with
 	// sqlRead's origin filter. One index range scan of the log from the
-	// position's xmin, stopping at the first match.
-	sqlAnyNew = `SELECT EXISTS (SELECT 1 FROM replica.replica_log
+	// position's xmin, stopping at the first match. Not EXISTS: for a
+	// first match the planner takes a sequential scan to find one soon,
+	// as if new events were spread over the log's pages, where they are
+	// at its end (the whole log read on every poll); ORDER BY txid keeps
+	// it on the index (TestLogLookupsReadTheIndex).
+	sqlAnyNew = `SELECT (SELECT txid FROM replica.replica_log
  WHERE txid >= pg_snapshot_xmin($1::pg_snapshot)
    AND NOT pg_visible_in_snapshot(txid, $1::pg_snapshot)
-   AND (origin IS NULL OR ($3 AND origin <> $2 AND via IS DISTINCT FROM $2)))`
+   AND (origin IS NULL OR ($3 AND origin <> $2 AND via IS DISTINCT FROM $2))
+ ORDER BY txid LIMIT 1) IS NOT NULL`
 	// sqlRead reads a batch in one statement, one round trip: one
 	// statement sees one snapshot, so no transaction block is needed. Its
 	// first row holds the statement's snapshot, the master's clock and its
