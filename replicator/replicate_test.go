@@ -722,7 +722,10 @@ func TestLogLookupsReadTheIndex(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, setup{schema: `CREATE TABLE t (id int PRIMARY KEY, v text);`})
 	e.exec(e.master, `ALTER TABLE replica.replica_log SET (autovacuum_enabled = off)`)
-	e.exec(e.master, `INSERT INTO t SELECT g, 'x' FROM generate_series(1, 20000) g`)
+	registered := queryString(t, e.master, `SELECT acked_snapshot::text FROM replica.slaves WHERE name = 'lyon'`)
+	for i := 0; i < 20000; i += 1000 {
+		e.exec(e.master, fmt.Sprintf(`DO $$ BEGIN FOR i IN %d..%d LOOP INSERT INTO t VALUES (i, 'x'); COMMIT; END LOOP; END $$`, i+1, i+1000))
+	}
 	// The slave has applied all of it: nothing is new.
 	e.exec(e.master, `UPDATE replica.slaves SET acked_snapshot = pg_current_snapshot()`)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -755,7 +758,27 @@ func TestLogLookupsReadTheIndex(t *testing.T) {
 	if _, err := conn.ExecContext(ctx, `PREPARE any_new AS `+sqlAnyNew); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := conn.ExecContext(ctx, `PREPARE summary AS `+sqlRangeSummary); err != nil {
+		t.Fatal(err)
+	}
 	snap := queryString(t, e.master, `SELECT acked_snapshot::text FROM replica.slaves WHERE name = 'lyon'`)
+	// A backlog's summary, as loadSummary runs it: from the registration
+	// to now, 20,000 transactions.
+	summary := func() string {
+		t.Helper()
+		if _, err := conn.ExecContext(ctx, `BEGIN READ ONLY`); err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			if _, err := conn.ExecContext(ctx, `ROLLBACK`); err != nil {
+				t.Fatal(err)
+			}
+		}()
+		if _, err := conn.ExecContext(ctx, sqlSummaryPlan); err != nil {
+			t.Fatal(err)
+		}
+		return explain(`EXECUTE summary(` + pq.QuoteLiteral(registered) + `, pg_current_snapshot(), 'lyon', true)`)
+	}
 	for _, stats := range []string{"none", "analyzed"} {
 		if stats == "analyzed" {
 			e.exec(e.master, `ANALYZE replica.replica_log`)
@@ -771,6 +794,9 @@ func TestLogLookupsReadTheIndex(t *testing.T) {
 				if strings.Contains(plan, "Seq Scan on replica_log") {
 					t.Errorf("%s reads the whole log (statistics: %s, %s):\n%s", name, stats, mode, plan)
 				}
+			}
+			if plan := summary(); !strings.Contains(plan, "GroupAggregate") || !strings.Contains(plan, "Index Scan using replica_log_txid") || strings.Contains(plan, "Sort") {
+				t.Errorf("sqlRangeSummary is not a GroupAggregate over the log's index (statistics: %s, %s):\n%s", stats, mode, plan)
 			}
 		}
 	}

@@ -82,7 +82,7 @@ SELECT txid, origin, tbl, op, CASE WHEN octet_length(sql) <= $4 THEN sql END, oc
 	// sqlRangeSummary lists the transactions of a backlog, the range from
 	// snapshot $1 to snapshot $2 (subbatch.go). They are put in sub-batch
 	// order by the daemon: sorted by the master, tens of thousands of
-	// groups spill work_mem to disk.
+	// groups spill work_mem to disk. It runs under sqlSummaryPlan.
 	sqlRangeSummary = `SELECT txid::text::int8, max(lsn)::text, count(*), sum(octet_length(sql))
   FROM replica.replica_log
  WHERE txid >= pg_snapshot_xmin($1::pg_snapshot)
@@ -90,6 +90,14 @@ SELECT txid, origin, tbl, op, CASE WHEN octet_length(sql) <= $4 THEN sql END, oc
    AND pg_visible_in_snapshot(txid, $2::pg_snapshot)
    AND (origin IS NULL OR ($4 AND origin <> $3 AND via IS DISTINCT FROM $3))
  GROUP BY txid`
+	// sqlSummaryPlan makes sqlRangeSummary a GroupAggregate over the log's
+	// txid index: in txid order already, nothing held, nothing spilled.
+	// Left to itself the planner takes a sort when the log has no
+	// statistics (a burst since the last ANALYZE), and a backlog's tens of
+	// thousands of rows spill work_mem to disk: 85-130 ms for 40,000 events
+	// against 27 ms; with statistics a hash aggregate, which spills as well
+	// once the groups outgrow hash_mem.
+	sqlSummaryPlan = `SET LOCAL enable_sort = off; SET LOCAL enable_hashagg = off`
 	// sqlEventsOf streams the events of the transactions of one sub-batch.
 	// $5 and $6, the least and the greatest of them, say nothing more than
 	// $1 does but keep the plan on the log's index when its statistics

@@ -104,7 +104,15 @@ func pickSubBatch(txs []txSummary, cut txKey, maxEvents, maxBytes int64) (i, j i
 // every transaction visible in hi is visible in it too (the range's log
 // rows stay until the slave acknowledges hi).
 func (w *worker) loadSummary(ctx context.Context, lo, hi string) (*rangeSummary, error) {
-	rows, err := w.r.master.QueryContext(ctx, sqlRangeSummary, lo, hi, w.slave.Name, w.forward)
+	tx, err := w.r.master.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, w.masterErr("summarize backlog", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	if _, err := tx.ExecContext(ctx, sqlSummaryPlan); err != nil {
+		return nil, w.masterErr("summarize backlog", err)
+	}
+	rows, err := tx.QueryContext(ctx, sqlRangeSummary, lo, hi, w.slave.Name, w.forward)
 	if err != nil {
 		return nil, w.masterErr("summarize backlog", err)
 	}
