@@ -65,6 +65,11 @@ type Options struct {
 	// pages) but not a crash of the machine.
 	Durable bool
 
+	// Dir is the directory the server's own directory is created in.
+	// Default: os.TempDir(). A benchmark gives a second server another file
+	// system this way, as a server on a separate host would have.
+	Dir string
+
 	// Log, when set, receives the server log as it is written, from a
 	// goroutine of the server; nothing is written to it after Close
 	// returns. The log is always also kept in a file (see [Server.LogFile]).
@@ -113,7 +118,7 @@ func Start(ctx context.Context, opts Options) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	root, err := os.MkdirTemp("", "pgserver-")
+	root, err := os.MkdirTemp(opts.Dir, "pgserver-")
 	if err != nil {
 		return nil, fmt.Errorf("start postgres: %w", err)
 	}

@@ -43,7 +43,7 @@ type daemonRig struct {
 	runs   int
 }
 
-func startDaemonRig(ctx context.Context, master *pgserver.Server, logDir string) (_ *daemonRig, err error) {
+func startDaemonRig(ctx context.Context, master *pgserver.Server, logDir, slaveDir string) (_ *daemonRig, err error) {
 	r := &daemonRig{logDir: logDir}
 	defer func() {
 		if err != nil {
@@ -58,7 +58,7 @@ func startDaemonRig(ctx context.Context, master *pgserver.Server, logDir string)
 		return nil, err
 	}
 	rig.Logf("starting a durable slave server")
-	if r.slave, err = rig.Start(ctx, db, map[string]string{"max_prepared_transactions": "10"}); err != nil {
+	if r.slave, err = rig.StartIn(ctx, slaveDir, db, map[string]string{"max_prepared_transactions": "10"}); err != nil {
 		return nil, err
 	}
 	if err := rig.Pin(r.slave, "1"); err != nil {

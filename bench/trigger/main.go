@@ -28,7 +28,10 @@
 // e.g. goreplica_daemon@0s beside goreplica_daemon's default),
 // PIN [auto: with 1 client the server and pgbench run on CPU 0; split: at
 // every client count; none]. With PIN auto or split the slave server and
-// the daemon of goreplica_daemon run on CPU 1.
+// the daemon of goreplica_daemon run on CPU 1. SLAVE_DIR [the temporary
+// directory] is where goreplica_daemon's slave server keeps its files:
+// another file system (such as /dev/shm) keeps its WAL flushes off the
+// master's disk, as a slave on a separate host would.
 //
 // Every run counts the NOTIFYs its transactions sent (a listener on the
 // master, see notifyCounter).
@@ -60,6 +63,7 @@ type config struct {
 	variants                          []string
 	pin                               string
 	logDir                            string
+	slaveDir                          string
 	command                           string
 }
 
@@ -86,6 +90,7 @@ func run(ctx context.Context) error {
 		variants:   strings.Fields(k.String("VARIANTS", "none goreplica goreplica_daemon goreplica_notify pgq_sqltriga")),
 		pin:        k.String("PIN", "auto"),
 		logDir:     k.String("LOG_DIR", ""),
+		slaveDir:   k.String("SLAVE_DIR", ""),
 	}
 	cfg.command = k.Command("./bench/trigger")
 	triggerPath, err := rig.RepoFile("trigger.sql")
@@ -119,7 +124,7 @@ func run(ctx context.Context) error {
 		return err
 	}
 	if slices.ContainsFunc(cfg.variants, isDaemon) {
-		if b.daemon, err = startDaemonRig(ctx, s, cfg.logDir); err != nil {
+		if b.daemon, err = startDaemonRig(ctx, s, cfg.logDir, cfg.slaveDir); err != nil {
 			return err
 		}
 		defer b.daemon.close()

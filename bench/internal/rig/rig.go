@@ -45,6 +45,12 @@ var BaseSettings = map[string]string{
 // Start starts a durable server with BaseSettings plus extra, and creates
 // database db in it.
 func Start(ctx context.Context, db string, extra map[string]string) (*pgserver.Server, error) {
+	return StartIn(ctx, "", db, extra)
+}
+
+// StartIn is Start with the server's files under dir (default: the
+// temporary directory).
+func StartIn(ctx context.Context, dir, db string, extra map[string]string) (*pgserver.Server, error) {
 	settings := map[string]string{}
 	for k, v := range BaseSettings {
 		settings[k] = v
@@ -54,7 +60,7 @@ func Start(ctx context.Context, db string, extra map[string]string) (*pgserver.S
 	}
 	sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	s, err := pgserver.Start(sctx, pgserver.Options{Durable: true, Settings: settings})
+	s, err := pgserver.Start(sctx, pgserver.Options{Durable: true, Settings: settings, Dir: dir})
 	if err != nil {
 		return nil, err
 	}
