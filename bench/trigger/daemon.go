@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -96,7 +97,8 @@ func (r *daemonRig) prepare(ctx context.Context, wl string, tableRows int) error
 	return rig.Exec(ctx, r.sdb, stmts...)
 }
 
-// start runs the daemon on CPU 1 and waits until it idles (waiting = true).
+// start runs the daemon on CPU 1 and waits until it idles (waiting = true)
+// and has done its start-up checks.
 func (r *daemonRig) start(ctx context.Context, master *sql.DB, interval string) error {
 	cfg := r.cfg
 	if interval != "" {
@@ -134,6 +136,19 @@ func (r *daemonRig) start(ctx context.Context, master *sql.DB, interval string) 
 	})
 	if err != nil {
 		return fmt.Errorf("wait for the daemon to idle: %w\n%s", err, d.Tail(2000))
+	}
+	// And for the end of its start-up: a second after it starts, the daemon
+	// checks that notifications arrive (two sessions of its own on the
+	// master, a NOTIFY). A run measures a daemon that has been running.
+	err = rig.WaitContext(wctx, 20*time.Millisecond, func() (bool, error) {
+		if exited, err := d.Exited(); exited {
+			return false, fmt.Errorf("goreplica run exited: %v\n%s", err, d.Tail(2000))
+		}
+		b, err := os.ReadFile(d.Log)
+		return bytes.Contains(b, []byte(`msg="notifications from the master arrive"`)), err
+	})
+	if err != nil {
+		return fmt.Errorf("wait for the daemon's notification check: %w\n%s", err, d.Tail(2000))
 	}
 	return nil
 }
