@@ -50,11 +50,7 @@ func run(ctx context.Context) error {
 	n := k.Int("ROWS", 50000)
 	runs := k.Int("RUNS", 5)
 	command := k.Command("./bench/rowcost")
-	path, err := rig.RepoFile("trigger.sql")
-	if err != nil {
-		return err
-	}
-	triggerSQL, err := os.ReadFile(path)
+	triggerSQL, err := rig.TriggerSQL()
 	if err != nil {
 		return err
 	}
@@ -69,7 +65,7 @@ func run(ctx context.Context) error {
 	}
 	defer db.Close()
 	db.SetMaxOpenConns(1)
-	if err := rig.Exec(ctx, db, rig.TestTable, string(triggerSQL),
+	if err := rig.Exec(ctx, db, rig.TestTable, triggerSQL,
 		`CREATE TABLE dst (id int PRIMARY KEY, t text, n float8, f timestamptz, b bool)`,
 		`INSERT INTO replica.slaves (name, acked_snapshot, waiting) VALUES ('bench', pg_current_snapshot(), false)`); err != nil {
 		return err

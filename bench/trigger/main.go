@@ -93,11 +93,7 @@ func run(ctx context.Context) error {
 		slaveDir:   k.String("SLAVE_DIR", ""),
 	}
 	cfg.command = k.Command("./bench/trigger")
-	triggerPath, err := rig.RepoFile("trigger.sql")
-	if err != nil {
-		return err
-	}
-	triggerSQL, err := os.ReadFile(triggerPath)
+	triggerSQL, err := rig.TriggerSQL()
 	if err != nil {
 		return err
 	}
@@ -120,7 +116,7 @@ func run(ctx context.Context) error {
 	defer conn.Close()
 	conn.SetMaxOpenConns(1)
 	b := &bench{cfg: cfg, s: s, db: conn, dir: dir}
-	if err := b.setup(ctx, string(triggerSQL)); err != nil {
+	if err := b.setup(ctx, triggerSQL); err != nil {
 		return err
 	}
 	if slices.ContainsFunc(cfg.variants, isDaemon) {

@@ -340,6 +340,16 @@ func RepoFile(name string) (string, error) {
 	}
 }
 
+// TriggerSQL returns trigger.sql, the schema goreplica installs.
+func TriggerSQL() (string, error) {
+	path, err := RepoFile("trigger.sql")
+	if err != nil {
+		return "", err
+	}
+	b, err := os.ReadFile(path)
+	return string(b), err
+}
+
 // Header prints what every benchmark prints first: the date, the machine
 // and the command.
 func Header(title, command string) {
