@@ -186,8 +186,8 @@ $$;
 -- SQL function's query is planned again whenever the query calling it is
 -- started, and the drift check (replica.recapture_drifted, every 10 s and
 -- after a captured table's DDL) calls them once per captured table. As SQL
--- functions they cost 1.2 ms a table (0.6 s for 500 tables), as PL/pgSQL
--- 0.15 ms.
+-- functions the check cost 2.6-3.2 ms of the master's CPU per table, as
+-- PL/pgSQL 0.13-0.27 ms (bench/drift).
 CREATE OR REPLACE FUNCTION replica.type_sql(typ oid, typmod integer) RETURNS text
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp AS $$
