@@ -23,7 +23,6 @@ import (
 	_ "embed"
 	"fmt"
 	"os"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -151,7 +150,7 @@ func measure(ctx context.Context, s *pgserver.Server, v variant, tables int) (fi
 	if again, err = timed(q); err != nil {
 		return 0, 0, 0, err
 	}
-	if !strings.HasPrefix(v.schema, "replica") {
+	if v.schema != "replica" {
 		return first, again, 0, nil
 	}
 	recap := `SELECT count(*) FROM replica.recapture_drifted()`

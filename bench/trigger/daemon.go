@@ -145,6 +145,10 @@ func (r *daemonRig) start(ctx context.Context, master *sql.DB, interval string) 
 			return false, fmt.Errorf("goreplica run exited: %v\n%s", err, d.Tail(2000))
 		}
 		b, err := os.ReadFile(d.Log)
+		if bytes.Contains(b, []byte(`msg=notifications `)) {
+			// Its warning: the runs would measure a daemon that polls.
+			return false, fmt.Errorf("notifications from the master do not arrive\n%s", d.Tail(2000))
+		}
 		return bytes.Contains(b, []byte(`msg="notifications from the master arrive"`)), err
 	})
 	if err != nil {
